@@ -1,0 +1,109 @@
+// Package callinfo holds the per-call record that travels through
+// middlewares in the context: who calls whom, over which connection, on
+// which attempt, with which metadata and deadline.
+//
+//	info := callinfo.FromContext(ctx)
+//	fmt.Println(info.Side, info.Service, info.Method, info.Peer)
+package callinfo
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluicerpc/sluice/metadata"
+)
+
+// Side says which end of a call an Info describes.
+type Side uint8
+
+// The two sides of a call.
+const (
+	Client Side = iota + 1
+	Server
+)
+
+func (s Side) String() string {
+	switch s {
+	case Client:
+		return "client"
+	case Server:
+		return "server"
+	}
+	return "unknown"
+}
+
+// Info is the record of one call. The framework fills it; middlewares read
+// it and may set the fields documented as settable.
+type Info struct {
+	Side Side
+	// Service is the full protobuf service name, e.g. "sluice.examples.echo.v1.EchoService".
+	Service string
+	// Method is the method name, e.g. "Echo".
+	Method string
+	// Protocol names the wire protocol of the call: "ttheader", "grpc", "connect".
+	Protocol string
+	// Peer is the remote address: the chosen instance on the client (set
+	// after the balancer picks), the caller on the server.
+	Peer string
+	// Caller is the calling service's name when the caller sent one.
+	Caller string
+	// Attempt is 1 for the first try and grows with each retry.
+	Attempt int
+	// Start is when the call began on this side.
+	Start time.Time
+	// Deadline is the call's deadline, zero when it has none.
+	Deadline time.Time
+	// Metadata is the request metadata: outgoing on the client (nil until
+	// the transport collects it), incoming on the server.
+	Metadata metadata.MD
+	// ResponseMetadata is metadata sent back by the server. On the server a
+	// handler adds to it through server.SetResponseMetadata; on the client
+	// the transport fills it from the reply.
+	ResponseMetadata metadata.MD
+}
+
+type key struct{}
+
+// NewContext returns ctx carrying info.
+func NewContext(ctx context.Context, info *Info) context.Context {
+	return &infoCtx{Context: ctx, info: info}
+}
+
+// FromContext returns the Info of the call ctx belongs to, or nil.
+func FromContext(ctx context.Context) *Info {
+	switch c := ctx.(type) { // fast paths: no walk through the chain
+	case *Carrier:
+		return &c.Info
+	case *infoCtx:
+		return c.info
+	}
+	info, _ := ctx.Value(key{}).(*Info)
+	return info
+}
+
+// Carrier is a context that holds an Info inline, so a transport can make
+// the call's context and its Info in one allocation.
+type Carrier struct {
+	context.Context
+	Info Info
+}
+
+// Value implements context.Context.
+func (c *Carrier) Value(k any) any {
+	if _, ok := k.(key); ok {
+		return &c.Info
+	}
+	return c.Context.Value(k)
+}
+
+type infoCtx struct {
+	context.Context
+	info *Info
+}
+
+func (c *infoCtx) Value(k any) any {
+	if _, ok := k.(key); ok {
+		return c.info
+	}
+	return c.Context.Value(k)
+}

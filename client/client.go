@@ -1,0 +1,304 @@
+// Package client calls Sluice (and Kitex) services over the native
+// protocol. A Client resolves its target into instances, balances calls
+// over them, keeps a small pool of multiplexed connections per instance,
+// and runs every call through its middleware chain.
+//
+//	c, err := client.New("127.0.0.1:8080,127.0.0.1:8081")
+//	if err != nil { ... }
+//	defer c.Close()
+//	echo := echopb.NewEchoServiceClient(c)
+//	resp, err := echo.Echo(ctx, &echopb.EchoRequest{Message: "hi"})
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicerpc/sluice/balancer"
+	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/discovery"
+	"github.com/sluicerpc/sluice/discovery/static"
+	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/status"
+	"google.golang.org/grpc/codes"
+)
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = status.Err(codes.Canceled, "client: closed")
+
+// Client is a connection to one service. It is safe for concurrent use.
+type Client struct {
+	opts    options
+	target  string
+	service string // the name handed to the resolver
+	ep      endpoint.Endpoint
+	picker  atomic.Pointer[balancer.Picker]
+	watch   io.Closer
+
+	mu     sync.Mutex
+	pools  map[string]*pool
+	closed bool
+}
+
+// New returns a Client for target:
+//
+//   - "host:port" or "host:port,host:port": a fixed list, round-robin;
+//   - "static:///host:port,host:port": the same;
+//   - "scheme:///name" with WithResolver: name is resolved by the resolver.
+//
+// New does not dial; connections open on first use.
+func New(target string, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Client{opts: o, target: target, pools: map[string]*pool{}}
+	scheme, rest, hasScheme := strings.Cut(target, ":///")
+	switch {
+	case o.resolver != nil:
+		c.service = rest
+		if !hasScheme {
+			c.service = target
+		}
+	case !hasScheme || scheme == "static":
+		addrs := target
+		if hasScheme {
+			addrs = rest
+		}
+		r := static.Parse(addrs)
+		o.resolver, c.service = r, addrs
+	default:
+		return nil, fmt.Errorf("client: target %q: no resolver for scheme %q (use client.WithResolver)", target, scheme)
+	}
+	if c.service == "" {
+		return nil, fmt.Errorf("client: empty target %q", target)
+	}
+	c.ep = endpoint.Chain(o.middlewares...)(c.send)
+	w, err := o.resolver.Resolve(context.Background(), c.service, c.update)
+	if err != nil {
+		return nil, fmt.Errorf("client: resolving %q: %w", target, err)
+	}
+	c.watch = w
+	return c, nil
+}
+
+// update installs a new instance snapshot.
+func (c *Client) update(ins []discovery.Instance) {
+	p := c.opts.balancer.Build(ins)
+	c.picker.Store(&p)
+	// Drop pools of instances that left.
+	keep := make(map[string]bool, len(ins))
+	for _, in := range ins {
+		keep[in.Addr] = true
+	}
+	c.mu.Lock()
+	for addr, pl := range c.pools {
+		if !keep[addr] {
+			delete(c.pools, addr)
+			pl.close()
+		}
+	}
+	c.mu.Unlock()
+}
+
+// clientCall is the one allocation a call makes besides its messages: the
+// context with the call info inline.
+type clientCall struct {
+	ctx callinfo.Carrier
+}
+
+// Invoke implements Invoker: it calls method ("/pkg.Service/Method") with
+// req and decodes the reply into resp.
+func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts ...CallOption) error {
+	service, name, err := splitMethod(method)
+	if err != nil {
+		return err
+	}
+	var co callOptions
+	for _, o := range opts {
+		o.apply(&co)
+	}
+	cl := &clientCall{}
+	cl.ctx.Context = ctx
+	info := &cl.ctx.Info
+	info.Side = callinfo.Client
+	info.Service = service
+	info.Method = name
+	info.Protocol = "ttheader"
+	info.Attempt = 1
+	info.Start = time.Now()
+	if d, ok := ctx.Deadline(); ok {
+		info.Deadline = d
+	}
+	err = c.ep(&cl.ctx, req, resp)
+	if co.responseMD != nil {
+		*co.responseMD = info.ResponseMetadata
+	}
+	return err
+}
+
+// splitMethod splits "/pkg.Service/Method" without allocating.
+func splitMethod(m string) (service, method string, err error) {
+	if len(m) > 0 && m[0] == '/' {
+		m = m[1:]
+	}
+	i := strings.LastIndexByte(m, '/')
+	if i <= 0 || i == len(m)-1 {
+		return "", "", status.Errorf(codes.InvalidArgument, "client: malformed method name %q, want /pkg.Service/Method", m)
+	}
+	return m[:i], m[i+1:], nil
+}
+
+// send is the innermost endpoint: pick an instance, take a connection, call.
+func (c *Client) send(ctx context.Context, req, resp any) error {
+	info := callinfo.FromContext(ctx)
+	if info == nil {
+		return status.Err(codes.Internal, "client: call context without call info")
+	}
+	pp := c.picker.Load()
+	if pp == nil {
+		return status.Errorf(codes.Unavailable, "client: no instances resolved for %s yet", c.target)
+	}
+	res, err := (*pp).Pick(balancer.PickInfo{Ctx: ctx, Service: info.Service, Method: info.Method})
+	if err != nil {
+		return err
+	}
+	addr := res.Instance.Addr
+	info.Peer = addr
+	start := time.Now()
+	cc, err := c.conn(ctx, info, addr)
+	if err == nil {
+		err = cc.Call(ctx, info, req, resp)
+	}
+	if res.Done != nil {
+		res.Done(balancer.DoneInfo{Err: err, Latency: time.Since(start)})
+	}
+	return err
+}
+
+// conn returns a usable connection to addr, dialing if needed.
+func (c *Client) conn(ctx context.Context, info *callinfo.Info, addr string) (*transport.ClientConn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	pl := c.pools[addr]
+	if pl == nil {
+		pl = newPool(c, addr)
+		c.pools[addr] = pl
+	}
+	c.mu.Unlock()
+	return pl.get(ctx, info)
+}
+
+// Close closes every connection and stops watching the target. Calls in
+// flight fail with Unavailable.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	pools := c.pools
+	c.pools = map[string]*pool{}
+	c.mu.Unlock()
+	for _, pl := range pools {
+		pl.close()
+	}
+	return c.watch.Close()
+}
+
+// pool keeps up to connsPerAddr connections to one address and spreads
+// calls over them.
+type pool struct {
+	c     *Client
+	addr  string
+	next  atomic.Uint32
+	slots []slot
+}
+
+type slot struct {
+	cc     atomic.Pointer[transport.ClientConn]
+	dialMu sync.Mutex
+}
+
+func newPool(c *Client, addr string) *pool {
+	return &pool{c: c, addr: addr, slots: make([]slot, c.opts.connsPerAddr)}
+}
+
+func (p *pool) get(ctx context.Context, info *callinfo.Info) (*transport.ClientConn, error) {
+	s := &p.slots[p.next.Add(1)%uint32(len(p.slots))]
+	if cc := s.cc.Load(); cc != nil && cc.Usable() {
+		return cc, nil
+	}
+	s.dialMu.Lock()
+	defer s.dialMu.Unlock()
+	old := s.cc.Load()
+	if old != nil && old.Usable() {
+		return old, nil
+	}
+	cc, err := p.dial(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	s.cc.Store(cc)
+	if old != nil {
+		go closeWhenIdle(old)
+	}
+	return cc, nil
+}
+
+// closeWhenIdle closes a connection the server asked us to leave once its
+// calls are done (or after a minute at most).
+func closeWhenIdle(cc *transport.ClientConn) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.Now().Add(time.Minute)
+	for !cc.Idle() && time.Now().Before(deadline) {
+		select {
+		case <-cc.Done():
+			return
+		case <-t.C:
+		}
+	}
+	cc.Close()
+}
+
+func (p *pool) dial(ctx context.Context, info *callinfo.Info) (*transport.ClientConn, error) {
+	timeout := p.c.opts.connectTimeout
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(dctx, "tcp", p.addr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, transport.ContextError(ctx, info)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, status.Wrap(codes.Unavailable, fmt.Sprintf("client: connect timeout of %v dialing %s for %s.%s", timeout, p.addr, info.Service, info.Method), err)
+		}
+		return nil, status.Wrap(codes.Unavailable, fmt.Sprintf("client: dialing %s for %s.%s: %v", p.addr, info.Service, info.Method, err), err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return transport.NewClientConn(nc, p.c.opts.codec, p.c.opts.maxFrameSize), nil
+}
+
+func (p *pool) close() {
+	for i := range p.slots {
+		if cc := p.slots[i].cc.Load(); cc != nil {
+			cc.Close()
+		}
+	}
+}

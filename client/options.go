@@ -1,0 +1,91 @@
+package client
+
+import (
+	"time"
+
+	"github.com/sluicerpc/sluice/balancer"
+	"github.com/sluicerpc/sluice/balancer/roundrobin"
+	"github.com/sluicerpc/sluice/codec"
+	"github.com/sluicerpc/sluice/codec/proto"
+	"github.com/sluicerpc/sluice/discovery"
+	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/protocol/ttheader"
+)
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	middlewares    []endpoint.Middleware
+	resolver       discovery.Resolver
+	balancer       balancer.Builder
+	connsPerAddr   int
+	connectTimeout time.Duration
+	maxFrameSize   int
+	codec          codec.Codec
+}
+
+// DefaultConnsPerAddr is the connection pool size per instance. Two
+// connections give two readers on a 2-core machine; more did not raise
+// throughput in rpcbench (see README, Performance).
+const DefaultConnsPerAddr = 2
+
+// defaultOptions holds every default in one place.
+func defaultOptions() options {
+	return options{
+		balancer:       roundrobin.Builder{},
+		connsPerAddr:   DefaultConnsPerAddr,
+		connectTimeout: 2 * time.Second,
+		maxFrameSize:   ttheader.DefaultMaxFrameSize,
+		codec:          proto.Codec,
+	}
+}
+
+// WithMiddleware appends middlewares to the client chain; the first one
+// given is the outermost.
+func WithMiddleware(mws ...endpoint.Middleware) Option {
+	return func(o *options) { o.middlewares = append(o.middlewares, mws...) }
+}
+
+// WithResolver sets the resolver for the target (default: the target is a
+// comma-separated address list, resolved statically).
+func WithResolver(r discovery.Resolver) Option {
+	return func(o *options) { o.resolver = r }
+}
+
+// WithBalancer sets how an instance is picked (default round-robin).
+func WithBalancer(b balancer.Builder) Option {
+	return func(o *options) {
+		if b != nil {
+			o.balancer = b
+		}
+	}
+}
+
+// WithConnsPerAddr sets the connection pool size per instance (default 2).
+func WithConnsPerAddr(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.connsPerAddr = n
+		}
+	}
+}
+
+// WithConnectTimeout bounds dialing one instance (default 2s); the caller's
+// deadline bounds it too when sooner.
+func WithConnectTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.connectTimeout = d
+		}
+	}
+}
+
+// WithMaxFrameSize bounds a reply frame, length word included (default 4 MiB).
+func WithMaxFrameSize(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxFrameSize = n
+		}
+	}
+}

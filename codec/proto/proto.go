@@ -1,0 +1,36 @@
+// Package proto is the protobuf codec, on google.golang.org/protobuf.
+//
+//	b, _ := proto.Codec.Marshal(nil, &echopb.EchoRequest{Message: "hi"})
+package proto
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Codec is the protobuf codec value.
+var Codec codecImpl
+
+type codecImpl struct{}
+
+// Name implements codec.Codec.
+func (codecImpl) Name() string { return "proto" }
+
+// Marshal implements codec.Codec.
+func (codecImpl) Marshal(buf []byte, v any) ([]byte, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return buf, fmt.Errorf("codec/proto: %T is not a proto.Message", v)
+	}
+	return proto.MarshalOptions{}.MarshalAppend(buf, m)
+}
+
+// Unmarshal implements codec.Codec.
+func (codecImpl) Unmarshal(data []byte, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("codec/proto: %T is not a proto.Message", v)
+	}
+	return proto.Unmarshal(data, m)
+}

@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/protocol/ttheader"
+	"github.com/sluicerpc/sluice/status"
+	"google.golang.org/grpc/codes"
+)
+
+// conn serves the native protocol on one connection. Its reader decodes a
+// frame and runs the handler inline; transport.Inline hands the reader role
+// to a new goroutine when a handler blocks.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	peer   string
+	fr     *transport.FrameReader
+	w      *transport.Writer
+	inline transport.Inline
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		srv:    s,
+		nc:     nc,
+		peer:   nc.RemoteAddr().String(),
+		fr:     transport.NewFrameReader(nc, s.opts.maxFrameSize),
+		w:      transport.NewWriter(nc),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	c.inline.Resume = func() {
+		s.wg.Add(1)
+		go c.readLoop()
+	}
+	return c
+}
+
+func (c *conn) close() {
+	c.once.Do(func() {
+		c.cancel()
+		c.nc.Close()
+	})
+}
+
+// call is everything one server call allocates besides its messages: the
+// context (with the call info inline) and the reply slot.
+type call struct {
+	ctx   callinfo.Carrier
+	reply endpoint.Reply
+}
+
+// readLoop reads frames and serves them inline until the connection fails,
+// or until the monitor hands the reader role to another goroutine.
+func (c *conn) readLoop() {
+	defer c.srv.wg.Done()
+	var h ttheader.Header
+	buf := make([]byte, 0, 4096)
+	for {
+		if !c.fr.Buffered() {
+			// About to wait for the peer: nothing may stay held.
+			if err := c.w.Flush(); err != nil {
+				c.fail(err)
+				return
+			}
+		}
+		frame, err := c.fr.Next()
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if !c.serve(frame, &h, &buf) {
+			return
+		}
+	}
+}
+
+// fail closes the connection after a read or write error, logging what was
+// not an ordinary close.
+func (c *conn) fail(err error) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.srv.state.Load() < stateStopped {
+		c.srv.opts.logger.Warn("server: closing connection", "peer", c.peer, "err", err)
+	}
+	c.close()
+	c.srv.removeConn(c)
+}
+
+// serve handles one frame. It returns false when this goroutine must stop
+// reading: the connection failed, or the reader role was handed off.
+func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
+	pl, err := ttheader.DecodeHeader(frame, h)
+	if err != nil {
+		c.fail(err)
+		return false
+	}
+	p, err := ttheader.DecodePayload(pl)
+	if err != nil {
+		c.fail(err)
+		return false
+	}
+	if p.Type != ttheader.Call && p.Type != ttheader.Oneway {
+		c.fail(fmt.Errorf("server: %v message on a server connection", p.Type))
+		return false
+	}
+	seq := h.SeqID
+	m, err := c.srv.lookup(h.String(ttheader.KeyServiceName), p.Method)
+	if err != nil {
+		c.fr.Release()
+		return c.writeReply(h, buf, seq, string(p.Method), p.Type, nil, err, nil, c.fr.Buffered())
+	}
+	req := m.newReq()
+	if err := c.srv.opts.codec.Unmarshal(p.Body, req); err != nil {
+		c.fr.Release()
+		err = status.Errorf(codes.Internal, "server: decoding %s.%s request: %v", m.service, m.name, err)
+		return c.writeReply(h, buf, seq, m.name, p.Type, nil, err, nil, c.fr.Buffered())
+	}
+
+	cl := &call{}
+	cl.ctx.Context = c.ctx
+	info := &cl.ctx.Info
+	info.Side = callinfo.Server
+	info.Service = m.service
+	info.Method = m.name
+	info.Protocol = "ttheader"
+	info.Peer = c.peer
+	info.Attempt = 1
+	var timeout time.Duration
+	for i := range h.Ints {
+		kv := &h.Ints[i]
+		switch kv.Key {
+		case ttheader.KeyRPCTimeout:
+			if ms, err := strconv.Atoi(string(kv.Value)); err == nil && ms > 0 {
+				timeout = time.Duration(ms) * time.Millisecond
+			}
+		case ttheader.KeyFromService:
+			info.Caller = string(kv.Value)
+		}
+	}
+	for i := range h.Strings {
+		kv := &h.Strings[i]
+		switch string(kv.Key) {
+		case ttheader.KeyServiceName:
+		case ttheader.KeyAttempt:
+			if n, err := strconv.Atoi(string(kv.Value)); err == nil && n > 0 {
+				info.Attempt = n
+			}
+		default:
+			if info.Metadata == nil {
+				info.Metadata = make(metadata.MD, len(h.Strings))
+			}
+			k := string(kv.Key)
+			info.Metadata[k] = append(info.Metadata[k], string(kv.Value))
+		}
+	}
+	c.fr.Release() // nothing below points into the frame
+
+	var ctx context.Context = &cl.ctx
+	cancel := context.CancelFunc(nil)
+	if timeout > 0 {
+		info.Deadline = time.Now().Add(timeout)
+		ctx, cancel = context.WithDeadline(ctx, info.Deadline)
+	}
+	if info.Metadata != nil {
+		ctx = metadata.NewIncomingContext(ctx, info.Metadata)
+	}
+
+	c.srv.callStarted()
+	token := c.inline.Begin()
+	err = c.invoke(m, ctx, req, &cl.reply, timeout)
+	if cancel != nil {
+		cancel()
+	}
+	reader := c.inline.End(token)
+	hold := reader && c.fr.Buffered()
+	ok := c.writeReply(h, buf, seq, m.name, p.Type, cl.reply.Msg, err, info.ResponseMetadata, hold)
+	c.srv.callDone()
+	return ok && reader
+}
+
+// invoke runs the chain, turning a panic into Internal and a context error
+// into a status that says which deadline fired.
+func (c *conn) invoke(m *method, ctx context.Context, req any, reply *endpoint.Reply, timeout time.Duration) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.opts.logger.Error("server: handler panic", "service", m.service, "method", m.name, "panic", r, "stack", string(debug.Stack()))
+			err = status.Errorf(codes.Internal, "server: panic in %s.%s: %v", m.service, m.name, r)
+		}
+	}()
+	err = m.endpoint(ctx, req, reply)
+	if err == nil && reply.Msg == nil {
+		err = status.Errorf(codes.Internal, "server: %s.%s returned a nil reply and no error", m.service, m.name)
+	}
+	if err != nil {
+		if _, ok := err.(*status.Error); !ok {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded) && timeout > 0:
+				err = status.Wrap(codes.DeadlineExceeded, fmt.Sprintf("server: deadline exceeded in %s.%s: the caller's timeout of %v ran out on the server", m.service, m.name, timeout), err)
+			case errors.Is(err, context.Canceled) && c.ctx.Err() != nil:
+				err = status.Wrap(codes.Canceled, "server: connection closed while "+m.service+"."+m.name+" ran", err)
+			}
+		}
+	}
+	return err
+}
+
+// writeReply encodes a reply (or an exception for err) and writes it. It
+// returns false when the connection failed.
+func (c *conn) writeReply(h *ttheader.Header, buf *[]byte, seq uint32, methodName string, t ttheader.MsgType, msg any, err error, md metadata.MD, hold bool) bool {
+	if t == ttheader.Oneway {
+		return true
+	}
+	b, err := c.encodeReply(h, (*buf)[:0], seq, methodName, msg, err, md)
+	if err != nil {
+		c.srv.opts.logger.Error("server: encoding reply", "method", methodName, "err", err)
+		b, err = c.encodeReply(h, (*buf)[:0], seq, methodName, nil, status.Errorf(codes.Internal, "server: encoding reply: %v", err), nil)
+		if err != nil {
+			c.fail(err)
+			return false
+		}
+	}
+	*buf = b
+	if cap(b) > 1<<20 {
+		*buf = make([]byte, 0, 4096)
+	}
+	if err := c.w.Write(b, hold); err != nil {
+		c.fail(err)
+		return false
+	}
+	return true
+}
+
+// statusBuf holds the decimal code of an error reply without allocating.
+func (c *conn) encodeReply(h *ttheader.Header, buf []byte, seq uint32, methodName string, msg any, callErr error, md metadata.MD) ([]byte, error) {
+	h.Reset()
+	h.SeqID = seq
+	var codeBuf [4]byte
+	if callErr != nil {
+		st := status.Convert(callErr)
+		h.AddString(ttheader.KeyStatus, string(strconv.AppendInt(codeBuf[:0], int64(st.Code()), 10)))
+	}
+	for k, vs := range md {
+		for _, v := range vs {
+			h.AddString(k, v)
+		}
+	}
+	if c.srv.draining() {
+		h.AddString(ttheader.KeyConnReset, "1")
+	}
+	buf, fs := ttheader.AppendHeader(buf, h)
+	var ps int
+	if callErr != nil {
+		st := status.Convert(callErr)
+		buf, ps = ttheader.AppendPayloadHeader(buf, ttheader.Exception, methodName, seq)
+		buf = ttheader.AppendException(buf, ttheader.ExceptionType(st.Code()), st.Message())
+	} else {
+		buf, ps = ttheader.AppendPayloadHeader(buf, ttheader.Reply, methodName, seq)
+		var err error
+		if buf, err = c.srv.opts.codec.Marshal(buf, msg); err != nil {
+			return buf, err
+		}
+	}
+	ttheader.FinishPayload(buf, ps)
+	return ttheader.FinishFrame(buf, fs, 0)
+}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/sluicerpc/sluice/codec"
+	"github.com/sluicerpc/sluice/codec/proto"
+	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/protocol/ttheader"
+)
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	middlewares  []endpoint.Middleware
+	maxFrameSize int
+	handOffTick  time.Duration
+	logger       *slog.Logger
+	codec        codec.Codec
+}
+
+// defaultOptions holds every default in one place.
+func defaultOptions() options {
+	return options{
+		maxFrameSize: ttheader.DefaultMaxFrameSize,
+		handOffTick:  transport.DefaultHandOffTick,
+		logger:       slog.Default(),
+		codec:        proto.Codec,
+	}
+}
+
+// WithMiddleware appends middlewares to the server chain. The first one
+// given is the outermost. Every call, whatever its protocol, runs the chain.
+func WithMiddleware(mws ...endpoint.Middleware) Option {
+	return func(o *options) { o.middlewares = append(o.middlewares, mws...) }
+}
+
+// WithMaxFrameSize bounds an incoming frame, length word included (default
+// 4 MiB). A larger frame gets an error logged and its connection closed.
+func WithMaxFrameSize(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxFrameSize = n
+		}
+	}
+}
+
+// WithHandOffTick sets how long a handler may run on its connection's reader
+// before the connection gets a new reader, so one slow handler cannot stall
+// the calls behind it (default 1ms; the hand-off happens after one to two ticks).
+func WithHandOffTick(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.handOffTick = d
+		}
+	}
+}
+
+// WithLogger sets the logger for connection and handler failures (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}

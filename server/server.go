@@ -1,0 +1,326 @@
+// Package server runs Sluice services. One server serves any number of
+// services on any number of listeners; every call passes through the same
+// middleware chain before it reaches the handler.
+//
+//	s := server.New(server.WithMiddleware(logging))
+//	echopb.RegisterEchoServiceServer(s, &echoImpl{})
+//	ln, _ := net.Listen("tcp", "127.0.0.1:8080")
+//	go s.Serve(ln)
+//	...
+//	s.GracefulStop(ctx)
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/status"
+	"google.golang.org/grpc/codes"
+)
+
+// ErrServerStopped is returned by Serve after Stop or GracefulStop.
+var ErrServerStopped = errors.New("server: stopped")
+
+// Server states.
+const (
+	stateNew int32 = iota
+	stateServing
+	stateDraining
+	stateStopped
+)
+
+// Server serves registered services.
+type Server struct {
+	opts options
+
+	mu        sync.Mutex
+	services  map[string]*service  // by full name
+	short     map[string]*service  // by short name; nil value: ambiguous
+	byMethod  map[string][]*method // by method name, for frames without a service name
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	monitor   *transport.Monitor
+	started   bool
+
+	state    atomic.Int32
+	inflight atomic.Int64
+	idle     chan struct{} // signalled when inflight drops to 0 while draining
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // accept loops and connection readers
+}
+
+type service struct {
+	name    string
+	methods map[string]*method
+}
+
+type method struct {
+	service  string
+	name     string
+	newReq   func() any
+	endpoint endpoint.Endpoint
+}
+
+// New returns a Server configured by opts.
+func New(opts ...Option) *Server {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts:      o,
+		services:  map[string]*service{},
+		short:     map[string]*service{},
+		byMethod:  map[string][]*method{},
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+		idle:      make(chan struct{}, 1),
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+}
+
+// RegisterService registers impl for desc. It panics when impl does not
+// implement desc.HandlerType, when the service is already registered, or
+// after Serve has been called, as gRPC does: these are programming errors.
+func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
+	if desc.HandlerType != nil {
+		ht := reflect.TypeOf(desc.HandlerType).Elem()
+		if it := reflect.TypeOf(impl); it == nil || !it.Implements(ht) {
+			panic(fmt.Sprintf("server: RegisterService: %T does not implement %v", impl, ht))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("server: RegisterService after Serve")
+	}
+	if _, dup := s.services[desc.ServiceName]; dup {
+		panic("server: service " + desc.ServiceName + " registered twice")
+	}
+	svc := &service{name: desc.ServiceName, methods: map[string]*method{}}
+	chain := endpoint.Chain(s.opts.middlewares...)
+	for i := range desc.Methods {
+		md := &desc.Methods[i]
+		handler := md.Handler
+		final := func(ctx context.Context, req, resp any) error {
+			out, err := handler(impl, ctx, req)
+			if r, ok := resp.(*endpoint.Reply); ok {
+				r.Msg = out
+			}
+			return err
+		}
+		m := &method{service: desc.ServiceName, name: md.MethodName, newReq: md.NewRequest, endpoint: chain(final)}
+		svc.methods[md.MethodName] = m
+		s.byMethod[md.MethodName] = append(s.byMethod[md.MethodName], m)
+	}
+	s.services[desc.ServiceName] = svc
+	short := desc.ServiceName[strings.LastIndexByte(desc.ServiceName, '.')+1:]
+	if _, taken := s.short[short]; taken {
+		s.short[short] = nil
+	} else {
+		s.short[short] = svc
+	}
+}
+
+// lookup finds the method a frame names. service may be empty (Kitex
+// clients send none by default), short ("EchoService") or full.
+func (s *Server) lookup(svcName, methodName []byte) (*method, error) {
+	if len(svcName) > 0 {
+		svc := s.services[string(svcName)]
+		if svc == nil {
+			var ok bool
+			if svc, ok = s.short[string(svcName)]; ok && svc == nil {
+				return nil, status.Errorf(codes.Unimplemented, "server: service name %q is ambiguous; send the full name", svcName)
+			}
+		}
+		if svc == nil {
+			return nil, status.Errorf(codes.Unimplemented, "server: unknown service %s", svcName)
+		}
+		if m := svc.methods[string(methodName)]; m != nil {
+			return m, nil
+		}
+		return nil, status.Errorf(codes.Unimplemented, "server: unknown method %s for service %s", methodName, svc.name)
+	}
+	ms := s.byMethod[string(methodName)]
+	switch len(ms) {
+	case 1:
+		return ms[0], nil
+	case 0:
+		return nil, status.Errorf(codes.Unimplemented, "server: unknown method %s", methodName)
+	}
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.service
+	}
+	sort.Strings(names)
+	return nil, status.Errorf(codes.Unimplemented, "server: method %s is ambiguous without a service name; candidates: %s", methodName, strings.Join(names, ", "))
+}
+
+// Serve accepts connections on ln until Stop or GracefulStop, and returns
+// ErrServerStopped then. Serve may be called for several listeners.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.state.Load() >= stateDraining {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerStopped
+	}
+	s.started = true
+	if s.monitor == nil {
+		s.monitor = transport.NewMonitor(s.opts.handOffTick)
+	}
+	s.state.CompareAndSwap(stateNew, stateServing)
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.state.Load() >= stateDraining {
+				return ErrServerStopped
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporary) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			s.mu.Lock()
+			delete(s.listeners, ln)
+			s.mu.Unlock()
+			return fmt.Errorf("server: accept on %v: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		s.serveConn(nc)
+	}
+}
+
+// errTemporary marks accept errors worth retrying.
+var errTemporary = errors.New("temporary")
+
+func (s *Server) serveConn(nc net.Conn) {
+	c := newConn(s, nc)
+	s.mu.Lock()
+	if s.state.Load() >= stateStopped {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.monitor.Add(&c.inline)
+	go c.readLoop()
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if s.monitor != nil {
+		s.monitor.Remove(&c.inline)
+	}
+}
+
+// callStarted and callDone count calls in flight for GracefulStop.
+func (s *Server) callStarted() { s.inflight.Add(1) }
+
+func (s *Server) callDone() {
+	if s.inflight.Add(-1) == 0 && s.state.Load() == stateDraining {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// draining reports whether replies should ask clients to move off their connection.
+func (s *Server) draining() bool { return s.state.Load() == stateDraining }
+
+// Stop closes every listener and connection at once. Calls in flight have
+// their contexts cancelled; their callers see Unavailable.
+func (s *Server) Stop() {
+	s.state.Store(stateStopped)
+	s.mu.Lock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.listeners = map[net.Listener]struct{}{}
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	if s.monitor != nil {
+		s.monitor.Close()
+		s.monitor = nil
+	}
+	s.mu.Unlock()
+}
+
+// GracefulStop stops accepting connections, lets calls in flight finish
+// (replies carry a hint that tells Sluice and Kitex clients to stop using the
+// connection), then closes everything. If ctx ends first it stops hard and
+// returns ctx's error.
+func (s *Server) GracefulStop(ctx context.Context) error {
+	if !s.state.CompareAndSwap(stateServing, stateDraining) && !s.state.CompareAndSwap(stateNew, stateDraining) {
+		if s.state.Load() == stateStopped {
+			return nil
+		}
+	}
+	s.mu.Lock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.listeners = map[net.Listener]struct{}{}
+	s.mu.Unlock()
+	var err error
+	for s.inflight.Load() > 0 {
+		select {
+		case <-s.idle:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			break
+		}
+	}
+	s.Stop()
+	return err
+}
+
+// SetResponseMetadata adds md to the metadata the server sends back with
+// the reply of the call ctx belongs to. It fails outside a server call.
+func SetResponseMetadata(ctx context.Context, md metadata.MD) error {
+	info := callinfo.FromContext(ctx)
+	if info == nil || info.Side != callinfo.Server {
+		return errors.New("server: SetResponseMetadata called outside a server call")
+	}
+	if info.ResponseMetadata == nil {
+		info.ResponseMetadata = metadata.MD{}
+	}
+	for k, vs := range md {
+		info.ResponseMetadata.Append(k, vs...)
+	}
+	return nil
+}
