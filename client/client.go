@@ -112,7 +112,8 @@ func (c *Client) update(ins []discovery.Instance) {
 // clientCall is the one allocation a call makes besides its messages: the
 // context with the call info inline.
 type clientCall struct {
-	ctx callinfo.Carrier
+	ctx  callinfo.Carrier
+	opts callOptions
 }
 
 // Invoke implements Invoker: it calls method ("/pkg.Service/Method") with
@@ -122,11 +123,11 @@ func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts 
 	if err != nil {
 		return err
 	}
-	var co callOptions
-	for _, o := range opts {
-		o.apply(&co)
-	}
 	cl := &clientCall{}
+	co := &cl.opts
+	for _, o := range opts {
+		o.apply(co)
+	}
 	cl.ctx.Context = ctx
 	info := &cl.ctx.Info
 	info.Side = callinfo.Client

@@ -162,21 +162,26 @@ func FromOutgoing(ctx context.Context) (MD, bool) {
 	return md, true
 }
 
-// RangeOutgoing calls fn for every outgoing key/value pair in ctx without
-// building an MD; transports use it to write headers without allocating.
-func RangeOutgoing(ctx context.Context, fn func(k, v string)) {
+// Adder receives key/value pairs; transports implement it to write headers.
+type Adder interface {
+	AddString(k, v string)
+}
+
+// RangeOutgoing hands every outgoing key/value pair in ctx to a without
+// building an MD, so transports write headers without allocating.
+func RangeOutgoing(ctx context.Context, a Adder) {
 	o, ok := ctx.Value(outgoingKey{}).(outgoing)
 	if !ok {
 		return
 	}
 	for k, vs := range o.md {
 		for _, v := range vs {
-			fn(k, v)
+			a.AddString(k, v)
 		}
 	}
 	for _, kv := range o.added {
 		for i := 0; i < len(kv); i += 2 {
-			fn(kv[i], kv[i+1])
+			a.AddString(kv[i], kv[i+1])
 		}
 	}
 }

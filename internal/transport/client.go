@@ -26,7 +26,7 @@ type ClientConn struct {
 	nc    net.Conn
 	addr  string
 	codec codec.Codec
-	w     *Writer
+	w     *AsyncWriter
 	fr    *FrameReader
 
 	mu      sync.Mutex
@@ -45,6 +45,9 @@ type pending struct {
 	info *callinfo.Info
 	h    ttheader.Header
 	buf  []byte
+	// scratch for decimal header values, kept here so they do not escape per call
+	attempt [8]byte
+	timeout [20]byte
 }
 
 var pendingPool = sync.Pool{New: func() any {
@@ -57,7 +60,7 @@ func NewClientConn(nc net.Conn, c codec.Codec, maxFrame int) *ClientConn {
 		nc:      nc,
 		addr:    nc.RemoteAddr().String(),
 		codec:   c,
-		w:       NewWriter(nc),
+		w:       NewAsyncWriter(nc),
 		fr:      NewFrameReader(nc, maxFrame),
 		pending: map[uint32]*pending{},
 		done:    make(chan struct{}),
@@ -114,7 +117,7 @@ func (cc *ClientConn) Call(ctx context.Context, info *callinfo.Info, req, resp a
 	cc.pending[seq] = p
 	cc.mu.Unlock()
 
-	if err := cc.w.Write(buf, false); err != nil {
+	if err := cc.w.Write(buf); err != nil {
 		cc.fail(err)
 	}
 	select {
@@ -172,19 +175,17 @@ func (cc *ClientConn) encode(ctx context.Context, p *pending, seq uint32, info *
 	h.Reset()
 	h.SeqID = seq
 	h.AddString(ttheader.KeyServiceName, info.Service)
-	var attempt [8]byte
 	if info.Attempt > 1 {
-		h.Strings = append(h.Strings, ttheader.KV{Key: []byte(ttheader.KeyAttempt), Value: strconv.AppendInt(attempt[:0], int64(info.Attempt), 10)})
+		h.Strings = append(h.Strings, ttheader.KV{Key: s2b(ttheader.KeyAttempt), Value: strconv.AppendInt(p.attempt[:0], int64(info.Attempt), 10)})
 	}
-	metadata.RangeOutgoing(ctx, h.AddString)
+	metadata.RangeOutgoing(ctx, h)
 	h.AddInt(ttheader.KeyToMethod, s2b(info.Method))
-	var timeout [20]byte
 	if !info.Deadline.IsZero() {
 		ms := (time.Until(info.Deadline) + time.Millisecond - 1) / time.Millisecond
 		if ms < 1 {
 			ms = 1
 		}
-		h.AddInt(ttheader.KeyRPCTimeout, strconv.AppendInt(timeout[:0], int64(ms), 10))
+		h.AddInt(ttheader.KeyRPCTimeout, strconv.AppendInt(p.timeout[:0], int64(ms), 10))
 	}
 	buf, fs := ttheader.AppendHeader(p.buf[:0], h)
 	buf, ps := ttheader.AppendPayloadHeader(buf, ttheader.Call, info.Method, seq)
@@ -289,6 +290,7 @@ func (cc *ClientConn) fail(err error) {
 	cc.mu.Unlock()
 	close(cc.done)
 	cc.nc.Close()
+	cc.w.Close()
 	for _, p := range calls {
 		p.done <- cc.unavailable(p.info, err)
 	}

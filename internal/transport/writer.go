@@ -5,6 +5,7 @@ package transport
 
 import (
 	"io"
+	"runtime"
 	"sync"
 )
 
@@ -82,4 +83,106 @@ func (w *Writer) flushLocked() error {
 	err := w.err
 	w.mu.Unlock()
 	return err
+}
+
+// AsyncWriter batches frames from many goroutines onto one writer
+// goroutine: callers append and return; the writer goroutine wakes, takes
+// everything pending, and writes it in one syscall. Under load a syscall
+// carries many frames, and callers never block on the socket.
+type AsyncWriter struct {
+	w      io.Writer
+	mu     sync.Mutex
+	buf    []byte
+	spare  []byte
+	err    error
+	wake   chan struct{}
+	closed chan struct{}
+	done   chan struct{}
+}
+
+// NewAsyncWriter starts the writer goroutine; Close stops it.
+func NewAsyncWriter(w io.Writer) *AsyncWriter {
+	a := &AsyncWriter{
+		w:      w,
+		buf:    make([]byte, 0, 16<<10),
+		spare:  make([]byte, 0, 16<<10),
+		wake:   make(chan struct{}, 1),
+		closed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go a.run()
+	return a
+}
+
+// Write appends frame (copied) for the writer goroutine.
+func (a *AsyncWriter) Write(frame []byte) error {
+	a.mu.Lock()
+	if a.err != nil {
+		err := a.err
+		a.mu.Unlock()
+		return err
+	}
+	first := len(a.buf) == 0
+	a.buf = append(a.buf, frame...)
+	a.mu.Unlock()
+	if first {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Close stops the writer goroutine after it finishes its current write.
+func (a *AsyncWriter) Close() {
+	a.mu.Lock()
+	if a.err == nil {
+		a.err = errClosed
+	}
+	a.mu.Unlock()
+	select {
+	case <-a.closed:
+	default:
+		close(a.closed)
+	}
+	<-a.done
+}
+
+func (a *AsyncWriter) run() {
+	defer close(a.done)
+	for {
+		select {
+		case <-a.wake:
+		case <-a.closed:
+			return
+		}
+		// Let callers that are already running append too: one syscall
+		// then carries their frames as well.
+		runtime.Gosched()
+		for {
+			a.mu.Lock()
+			if len(a.buf) == 0 || a.err != nil {
+				a.mu.Unlock()
+				break
+			}
+			out := a.buf
+			a.buf = a.spare[:0]
+			a.mu.Unlock()
+			_, err := a.w.Write(out)
+			a.mu.Lock()
+			if cap(out) <= 1<<20 {
+				a.spare = out[:0]
+			} else {
+				a.spare = make([]byte, 0, 16<<10)
+			}
+			if err != nil && a.err == nil {
+				a.err = err
+			}
+			a.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}
 }
