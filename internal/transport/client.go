@@ -159,7 +159,7 @@ func ContextError(ctx context.Context, info *callinfo.Info) error {
 			msg += " on " + info.Peer
 		}
 		if !info.Deadline.IsZero() && !info.Start.IsZero() {
-			msg += fmt.Sprintf(": the caller's deadline of %v ran out", info.Deadline.Sub(info.Start).Round(time.Microsecond))
+			msg += fmt.Sprintf(": the caller's deadline of %v ran out", roundTimeout(info.Deadline.Sub(info.Start)))
 		}
 		return status.Wrap(codes.DeadlineExceeded, msg, err)
 	}
@@ -301,4 +301,14 @@ func (cc *ClientConn) Idle() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	return len(cc.pending) == 0
+}
+
+// roundTimeout rounds a timeout measured from a call's start to the value
+// the caller most likely set: the start is taken a little after the
+// caller's context was made.
+func roundTimeout(d time.Duration) time.Duration {
+	if d >= 10*time.Millisecond {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(10 * time.Microsecond)
 }

@@ -25,9 +25,12 @@ type Inline struct {
 
 // Begin marks the start of an inline call and returns its token.
 func (in *Inline) Begin() uint64 {
-	in.next++
-	in.busy.Store(in.next)
-	return in.next
+	// next is read and written only before the Store: the monitor's Load
+	// of the token orders this against a reader it starts later.
+	n := in.next + 1
+	in.next = n
+	in.busy.Store(n)
+	return n
 }
 
 // End marks the end of the inline call with the token; false means the
