@@ -597,7 +597,7 @@ func TestBadFramesCloseOnlyTheirConnection(t *testing.T) {
 			return b
 		}()},
 		{"bad magic", mustHex(t, "0000000e1234000000000001000000000000")},
-		{"garbage payload", mustHex(t, "0000001210000000000000010001" + "00000000deadbeef")},
+		{"garbage payload", mustHex(t, "0000001210000000000000010001"+"00000000deadbeef")},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
