@@ -46,6 +46,7 @@ type Client struct {
 	mu     sync.Mutex
 	pools  map[string]*pool
 	closed bool
+	done   chan struct{} // closed by Close
 }
 
 // New returns a Client for target:
@@ -60,7 +61,7 @@ func New(target string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{opts: o, target: target, pools: map[string]*pool{}}
+	c := &Client{opts: o, target: target, pools: map[string]*pool{}, done: make(chan struct{})}
 	scheme, rest, hasScheme := strings.Cut(target, ":///")
 	switch {
 	case o.resolver != nil:
@@ -210,6 +211,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	close(c.done)
 	pools := c.pools
 	c.pools = map[string]*pool{}
 	c.mu.Unlock()
@@ -254,14 +256,15 @@ func (p *pool) get(ctx context.Context, info *callinfo.Info) (*transport.ClientC
 	}
 	s.cc.Store(cc)
 	if old != nil {
-		go closeWhenIdle(old)
+		go closeWhenIdle(old, p.c.done)
 	}
 	return cc, nil
 }
 
 // closeWhenIdle closes a connection the server asked us to leave once its
-// calls are done (or after a minute at most).
-func closeWhenIdle(cc *transport.ClientConn) {
+// calls are done, after a minute at most, or when the client closes.
+func closeWhenIdle(cc *transport.ClientConn, clientDone <-chan struct{}) {
+	defer cc.Close()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	deadline := time.Now().Add(time.Minute)
@@ -269,10 +272,11 @@ func closeWhenIdle(cc *transport.ClientConn) {
 		select {
 		case <-cc.Done():
 			return
+		case <-clientDone:
+			return
 		case <-t.C:
 		}
 	}
-	cc.Close()
 }
 
 func (p *pool) dial(ctx context.Context, info *callinfo.Info) (*transport.ClientConn, error) {
