@@ -263,7 +263,10 @@ func (c *conn) encodeReply(h *ttheader.Header, buf []byte, seq uint32, methodNam
 	if c.srv.draining() {
 		h.AddString(ttheader.KeyConnReset, "1")
 	}
-	buf, fs := ttheader.AppendHeader(buf, h)
+	buf, fs, err := ttheader.AppendHeader(buf, h)
+	if err != nil {
+		return buf, err
+	}
 	var ps int
 	if callErr != nil {
 		st := status.Convert(callErr)
@@ -271,7 +274,6 @@ func (c *conn) encodeReply(h *ttheader.Header, buf []byte, seq uint32, methodNam
 		buf = ttheader.AppendException(buf, ttheader.ExceptionType(st.Code()), st.Message())
 	} else {
 		buf, ps = ttheader.AppendPayloadHeader(buf, ttheader.Reply, methodName, seq)
-		var err error
 		if buf, err = c.srv.opts.codec.Marshal(buf, msg); err != nil {
 			return buf, err
 		}

@@ -431,7 +431,10 @@ func TestGracefulStopDeadlineStopsHard(t *testing.T) {
 // writeCall writes one request frame with header h to nc.
 func writeCall(t *testing.T, nc net.Conn, h *ttheader.Header, method string, req proto.Message) {
 	t.Helper()
-	buf, fs := ttheader.AppendHeader(nil, h)
+	buf, fs, err := ttheader.AppendHeader(nil, h)
+	if err != nil {
+		t.Fatal(err)
+	}
 	buf, ps := ttheader.AppendPayloadHeader(buf, ttheader.Call, method, h.SeqID)
 	body, err := proto.Marshal(req)
 	if err != nil {

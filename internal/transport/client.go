@@ -187,9 +187,12 @@ func (cc *ClientConn) encode(ctx context.Context, p *pending, seq uint32, info *
 		}
 		h.AddInt(ttheader.KeyRPCTimeout, strconv.AppendInt(p.timeout[:0], int64(ms), 10))
 	}
-	buf, fs := ttheader.AppendHeader(p.buf[:0], h)
+	buf, fs, err := ttheader.AppendHeader(p.buf[:0], h)
+	if err != nil {
+		return nil, err
+	}
 	buf, ps := ttheader.AppendPayloadHeader(buf, ttheader.Call, info.Method, seq)
-	buf, err := cc.codec.Marshal(buf, req)
+	buf, err = cc.codec.Marshal(buf, req)
 	if err != nil {
 		return nil, err
 	}

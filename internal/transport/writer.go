@@ -95,9 +95,10 @@ type AsyncWriter struct {
 	buf    []byte
 	spare  []byte
 	err    error
-	wake   chan struct{}
-	closed chan struct{}
-	done   chan struct{}
+	wake      chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
 }
 
 // NewAsyncWriter starts the writer goroutine; Close stops it.
@@ -141,11 +142,7 @@ func (a *AsyncWriter) Close() {
 		a.err = errClosed
 	}
 	a.mu.Unlock()
-	select {
-	case <-a.closed:
-	default:
-		close(a.closed)
-	}
+	a.closeOnce.Do(func() { close(a.closed) })
 	<-a.done
 }
 

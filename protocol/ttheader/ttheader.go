@@ -18,7 +18,7 @@
 //
 //	h := ttheader.Header{SeqID: 1}
 //	h.AddString(ttheader.KeyServiceName, "sluice.examples.echo.v1.EchoService")
-//	buf, frame := ttheader.AppendHeader(nil, &h)
+//	buf, frame, err := ttheader.AppendHeader(nil, &h)
 //	buf, pl := ttheader.AppendPayloadHeader(buf, ttheader.Call, "Echo", 1)
 //	buf = append(buf, body...)
 //	ttheader.FinishPayload(buf, pl)
@@ -197,7 +197,7 @@ func DecodeHeader(frame []byte, h *Header) (payload []byte, err error) {
 	if len(frame) < FixedHeaderLen {
 		return nil, malformed("%d bytes, need %d", len(frame), FixedHeaderLen)
 	}
-	if n := FrameSize(frame); n != len(frame) {
+	if n := uint64(binary.BigEndian.Uint32(frame)) + 4; n != uint64(len(frame)) {
 		return nil, malformed("length word says %d bytes, frame has %d", n, len(frame))
 	}
 	if m := binary.BigEndian.Uint16(frame[4:]); m != Magic {
@@ -294,11 +294,19 @@ func str16(b []byte) ([]byte, []byte, error) {
 	return b[:n:n], b[n:], nil
 }
 
+// ErrHeaderTooLarge is returned by AppendHeader for a header the format
+// cannot carry: more than 65535 entries in a section, a key or value over
+// 65535 bytes, more than 255 transforms, or over 262140 header bytes.
+var ErrHeaderTooLarge = errors.New("ttheader: header too large for the format")
+
 // AppendHeader appends h with a placeholder length word and returns the new
 // buffer and the frame's start, to pass to FinishFrame once the payload is
-// appended.
-func AppendHeader(buf []byte, h *Header) ([]byte, int) {
+// appended. On error buf is returned unchanged.
+func AppendHeader(buf []byte, h *Header) ([]byte, int, error) {
 	start := len(buf)
+	if len(h.Transforms) > 0xff || len(h.Strings) > 0xffff || len(h.Ints) > 0xffff || len(h.Token) > 0xffff {
+		return buf, start, ErrHeaderTooLarge
+	}
 	buf = binary.BigEndian.AppendUint32(buf, 0)
 	buf = binary.BigEndian.AppendUint16(buf, Magic)
 	buf = binary.BigEndian.AppendUint16(buf, h.Flags)
@@ -311,6 +319,9 @@ func AppendHeader(buf []byte, h *Header) ([]byte, int) {
 		buf = append(buf, InfoKeyValue)
 		buf = binary.BigEndian.AppendUint16(buf, uint16(len(h.Strings)))
 		for _, kv := range h.Strings {
+			if len(kv.Key) > 0xffff || len(kv.Value) > 0xffff {
+				return buf[:start], start, fmt.Errorf("%w: string entry %.32q of %d+%d bytes", ErrHeaderTooLarge, kv.Key, len(kv.Key), len(kv.Value))
+			}
 			buf = appendStr16(buf, kv.Key)
 			buf = appendStr16(buf, kv.Value)
 		}
@@ -319,6 +330,9 @@ func AppendHeader(buf []byte, h *Header) ([]byte, int) {
 		buf = append(buf, InfoIntKeyValue)
 		buf = binary.BigEndian.AppendUint16(buf, uint16(len(h.Ints)))
 		for _, kv := range h.Ints {
+			if len(kv.Value) > 0xffff {
+				return buf[:start], start, fmt.Errorf("%w: int key %d value of %d bytes", ErrHeaderTooLarge, kv.Key, len(kv.Value))
+			}
 			buf = binary.BigEndian.AppendUint16(buf, kv.Key)
 			buf = appendStr16(buf, kv.Value)
 		}
@@ -330,14 +344,16 @@ func AppendHeader(buf []byte, h *Header) ([]byte, int) {
 	for (len(buf)-hstart)%4 != 0 {
 		buf = append(buf, 0)
 	}
-	binary.BigEndian.PutUint16(buf[hstart-2:], uint16((len(buf)-hstart)/4))
-	return buf, start
+	words := (len(buf) - hstart) / 4
+	if words > 0xffff {
+		return buf[:start], start, fmt.Errorf("%w: %d header bytes", ErrHeaderTooLarge, len(buf)-hstart)
+	}
+	binary.BigEndian.PutUint16(buf[hstart-2:], uint16(words))
+	return buf, start, nil
 }
 
+// appendStr16 appends a u16 length and s; callers check len(s) <= 0xffff.
 func appendStr16(buf, s []byte) []byte {
-	if len(s) > 0xffff {
-		s = s[:0xffff] // bounded by the format; longer values are cut
-	}
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(s)))
 	return append(buf, s...)
 }
@@ -367,22 +383,22 @@ func DecodePayload(b []byte) (Payload, error) {
 	if len(b) < 16 {
 		return p, malformed("payload of %d bytes, need at least 16", len(b))
 	}
-	n := int(binary.BigEndian.Uint32(b))
-	if n != len(b)-4 {
+	if n := uint64(binary.BigEndian.Uint32(b)); n != uint64(len(b)-4) {
 		return p, malformed("payload length word says %d, %d bytes follow", n, len(b)-4)
 	}
 	v := binary.BigEndian.Uint32(b[4:])
 	if v>>16 != PayloadMagic {
 		return p, malformed("payload magic %#04x, want %#04x", v>>16, PayloadMagic)
 	}
-	p.Type = MsgType(v & 0xff)
-	if p.Type < Call || p.Type > Oneway {
-		return p, malformed("message type %d", p.Type)
+	if t := v & 0xffff; t < uint32(Call) || t > uint32(Oneway) {
+		return p, malformed("message type %d", t)
 	}
-	nl := int(binary.BigEndian.Uint32(b[8:]))
-	if nl > len(b)-16 {
-		return p, malformed("method name of %d bytes in %d-byte payload", nl, len(b))
+	p.Type = MsgType(v & 0xffff)
+	nl64 := uint64(binary.BigEndian.Uint32(b[8:]))
+	if nl64 > uint64(len(b)-16) {
+		return p, malformed("method name of %d bytes in %d-byte payload", nl64, len(b))
 	}
+	nl := int(nl64)
 	p.Method = b[12 : 12+nl : 12+nl]
 	p.SeqID = binary.BigEndian.Uint32(b[12+nl:])
 	p.Body = b[16+nl:]

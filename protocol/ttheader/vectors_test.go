@@ -68,7 +68,10 @@ func TestKitexVectors(t *testing.T) {
 				t.Errorf("payload %+v", p)
 			}
 			// Re-encoding what was decoded gives the same bytes.
-			buf, fs := AppendHeader(nil, &h)
+			buf, fs, err := AppendHeader(nil, &h)
+			if err != nil {
+				t.Fatal(err)
+			}
 			buf, ps := AppendPayloadHeader(buf, p.Type, string(p.Method), p.SeqID)
 			buf = append(buf, p.Body...)
 			FinishPayload(buf, ps)
