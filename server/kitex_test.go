@@ -98,7 +98,7 @@ func TestClientDecodesKitexServerReply(t *testing.T) {
 			return
 		}
 		out := append([]byte(nil), reply...)
-		binary.BigEndian.PutUint32(out[8:], h.SeqID)         // header seqID
+		binary.BigEndian.PutUint32(out[8:], h.SeqID)           // header seqID
 		binary.BigEndian.PutUint32(out[len(out)-16:], p.SeqID) // payload seqID, before the 12-byte body
 		_, err = nc.Write(out)
 		served <- err

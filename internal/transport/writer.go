@@ -90,11 +90,11 @@ func (w *Writer) flushLocked() error {
 // everything pending, and writes it in one syscall. Under load a syscall
 // carries many frames, and callers never block on the socket.
 type AsyncWriter struct {
-	w      io.Writer
-	mu     sync.Mutex
-	buf    []byte
-	spare  []byte
-	err    error
+	w         io.Writer
+	mu        sync.Mutex
+	buf       []byte
+	spare     []byte
+	err       error
 	wake      chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
