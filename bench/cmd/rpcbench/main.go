@@ -1,0 +1,191 @@
+// Command rpcbench runs several RPC implementations one after another in one
+// process, each as a loopback (127.0.0.1) echo server plus client under the
+// same payload and concurrency, and prints a comparison table followed by
+// two ratio lines:
+//
+//	go run ./bench/cmd/rpcbench -c 100 -size 1024 -d 10s -warmup 2s
+//	go run ./bench/cmd/rpcbench -impl grpc,rawtcp -json results.json
+//
+// Rows: "sluice" (see sluice.go), "grpc" (stock grpc-go) and "rawtcp" (a
+// framework-free echo over one TCP connection: the machine's floor).
+// Allocations and CPU per call count client and server together.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluicerpc/sluice/bench/internal/grpcimpl"
+	"github.com/sluicerpc/sluice/bench/internal/harness"
+	"github.com/sluicerpc/sluice/bench/internal/rawtcp"
+)
+
+// impls lists every row in the order they run.
+//
+// Registration point: add further rows here ("sluice-grpc",
+// "sluice-connect", ...), each an harness.Impl that passes
+// harnesstest.Check.
+func impls() []harness.Impl {
+	return []harness.Impl{
+		sluiceImpl(),
+		grpcimpl.Impl(),
+		rawtcp.Impl(),
+	}
+}
+
+func main() {
+	if err := run(os.Args[1:], impls(), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "rpcbench:", err)
+		os.Exit(1)
+	}
+}
+
+// report is what -json writes.
+type report struct {
+	Concurrency int              `json:"concurrency"`
+	PayloadSize int              `json:"payload_size"`
+	Duration    time.Duration    `json:"duration_ns"`
+	Warmup      time.Duration    `json:"warmup_ns"`
+	GOMAXPROCS  int              `json:"gomaxprocs"`
+	GoVersion   string           `json:"go_version"`
+	Results     []harness.Result `json:"results"`
+}
+
+// run parses args, runs the selected implementations of all and prints the
+// table and ratio lines to stdout; notes go to stderr.
+func run(args []string, all []harness.Impl, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rpcbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		conc     = fs.Int("c", 100, "concurrent callers")
+		size     = fs.Int("size", 1024, "payload bytes")
+		dur      = fs.Duration("d", 10*time.Second, "measured duration per implementation")
+		warmup   = fs.Duration("warmup", 2*time.Second, "warmup per implementation, not measured")
+		only     = fs.String("impl", "all", "comma-separated implementations to run, or all")
+		jsonPath = fs.String("json", "", "also write the results as JSON to this file")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	case *conc < 1:
+		return fmt.Errorf("-c %d: need at least 1 caller", *conc)
+	case *size < 0:
+		return fmt.Errorf("-size %d: must be >= 0", *size)
+	case *dur <= 0:
+		return fmt.Errorf("-d %v: must be > 0", *dur)
+	case *warmup < 0:
+		return fmt.Errorf("-warmup %v: must be >= 0", *warmup)
+	}
+	selected, err := selectImpls(all, *only)
+	if err != nil {
+		return err
+	}
+
+	cfg := harness.Config{Concurrency: *conc, PayloadSize: *size, Duration: *dur, Warmup: *warmup}
+	rep := report{
+		Concurrency: *conc, PayloadSize: *size, Duration: *dur, Warmup: *warmup,
+		GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
+	}
+	fmt.Fprintf(stdout, "rpcbench: c=%d size=%d d=%v warmup=%v GOMAXPROCS=%d %s\n",
+		*conc, *size, *dur, *warmup, rep.GOMAXPROCS, rep.GoVersion)
+	for _, impl := range selected {
+		fmt.Fprintf(stderr, "rpcbench: running %s...\n", impl.Name)
+		res, err := harness.Run(impl, cfg)
+		if errors.Is(err, harness.ErrStart) {
+			fmt.Fprintf(stderr, "rpcbench: skipping %s (%v)\n", impl.Name, err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if res.Errors > 0 {
+			fmt.Fprintf(stderr, "rpcbench: %s: %d of %d calls failed; first: %s\n",
+				res.Name, res.Errors, res.Calls+res.Errors, res.FirstError)
+		}
+		rep.Results = append(rep.Results, res)
+		runtime.GC()
+	}
+
+	harness.PrintTable(stdout, rep.Results)
+	for _, line := range ratioLines(rep.Results) {
+		fmt.Fprintln(stdout, line)
+	}
+	if *jsonPath != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// selectImpls returns the implementations named in list ("all" for every
+// one), in the order list names them.
+func selectImpls(all []harness.Impl, list string) ([]harness.Impl, error) {
+	if strings.TrimSpace(list) == "all" {
+		return all, nil
+	}
+	var out []harness.Impl
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		i := slices.IndexFunc(all, func(impl harness.Impl) bool { return impl.Name == name })
+		if i < 0 {
+			names := make([]string, len(all))
+			for j, impl := range all {
+				names[j] = impl.Name
+			}
+			return nil, fmt.Errorf("-impl: unknown implementation %q (have %s)", name, strings.Join(names, ", "))
+		}
+		if !slices.ContainsFunc(out, func(impl harness.Impl) bool { return impl.Name == name }) {
+			out = append(out, all[i])
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-impl %q: no implementation selected", list)
+	}
+	return out, nil
+}
+
+// ratioLines returns the two closing lines: sluice against grpc (QPS, p99
+// latency and CPU per call) and against rawtcp (QPS). A missing row or a
+// zero denominator prints n/a.
+func ratioLines(rs []harness.Result) [2]string {
+	find := func(name string) *harness.Result {
+		i := slices.IndexFunc(rs, func(r harness.Result) bool { return r.Name == name })
+		if i < 0 {
+			return nil
+		}
+		return &rs[i]
+	}
+	s, g, raw := find("sluice"), find("grpc"), find("rawtcp")
+	ratio := func(num, den *harness.Result, field func(*harness.Result) float64) string {
+		if num == nil || den == nil || field(den) == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f", field(num)/field(den))
+	}
+	qps := func(r *harness.Result) float64 { return r.QPS }
+	p99 := func(r *harness.Result) float64 { return float64(r.P99) }
+	cpu := func(r *harness.Result) float64 { return float64(r.CPUPerCall) }
+	return [2]string{
+		fmt.Sprintf("ratio sluice/grpc qps=%s p99=%s cpu=%s", ratio(s, g, qps), ratio(s, g, p99), ratio(s, g, cpu)),
+		fmt.Sprintf("ratio sluice/rawtcp qps=%s", ratio(s, raw, qps)),
+	}
+}

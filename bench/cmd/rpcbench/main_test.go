@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sluicerpc/sluice/bench/internal/harness"
+	"github.com/sluicerpc/sluice/bench/internal/rawtcp"
+)
+
+func TestRatioLines(t *testing.T) {
+	sluice := harness.Result{Name: "sluice", QPS: 90000, P99: 3 * time.Millisecond, CPUPerCall: 20 * time.Microsecond}
+	grpc := harness.Result{Name: "grpc", QPS: 60000, P99: 4 * time.Millisecond, CPUPerCall: 32 * time.Microsecond}
+	raw := harness.Result{Name: "rawtcp", QPS: 400000}
+	tests := []struct {
+		name string
+		rs   []harness.Result
+		want [2]string
+	}{
+		{"all", []harness.Result{grpc, raw, sluice}, [2]string{
+			"ratio sluice/grpc qps=1.50 p99=0.75 cpu=0.62",
+			"ratio sluice/rawtcp qps=0.23",
+		}},
+		{"no sluice", []harness.Result{grpc, raw}, [2]string{
+			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
+			"ratio sluice/rawtcp qps=n/a",
+		}},
+		{"no grpc", []harness.Result{sluice, raw}, [2]string{
+			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
+			"ratio sluice/rawtcp qps=0.23",
+		}},
+		{"zero denominator", []harness.Result{sluice, {Name: "grpc"}}, [2]string{
+			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
+			"ratio sluice/rawtcp qps=n/a",
+		}},
+		{"empty", nil, [2]string{
+			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
+			"ratio sluice/rawtcp qps=n/a",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ratioLines(tt.rs); got != tt.want {
+				t.Errorf("ratioLines =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSelectImpls(t *testing.T) {
+	all := []harness.Impl{{Name: "sluice"}, {Name: "grpc"}, {Name: "rawtcp"}}
+	names := func(is []harness.Impl) string {
+		var s []string
+		for _, i := range is {
+			s = append(s, i.Name)
+		}
+		return strings.Join(s, ",")
+	}
+	for list, want := range map[string]string{
+		"all": "sluice,grpc,rawtcp", "rawtcp,grpc": "rawtcp,grpc", " grpc , ": "grpc", "grpc,grpc": "grpc",
+	} {
+		got, err := selectImpls(all, list)
+		if err != nil || names(got) != want {
+			t.Errorf("selectImpls(%q) = %q, %v; want %q", list, names(got), err, want)
+		}
+	}
+	for _, bad := range []string{"nope", "grpc,nope", "", ","} {
+		if _, err := selectImpls(all, bad); err == nil {
+			t.Errorf("selectImpls(%q) succeeded, want error", bad)
+		}
+	}
+}
+
+func TestFailingImplIsSkipped(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	notWired := harness.Impl{Name: "sluice", Start: func([]byte) (func(context.Context) error, func(), error) {
+		return nil, nil, errors.New("sluice: not wired yet")
+	}}
+	var stdout, stderr bytes.Buffer
+	jsonPath := filepath.Join(t.TempDir(), "out.json")
+	args := []string{"-c", "4", "-size", "64", "-d", "100ms", "-warmup", "0", "-json", jsonPath}
+	if err := run(args, []harness.Impl{notWired, rawtcp.Impl()}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "skipping sluice") || !strings.Contains(stderr.String(), "not wired yet") {
+		t.Errorf("stderr lacks the skip note:\n%s", stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if n := len(lines); n < 2 || lines[n-2] != "ratio sluice/grpc qps=n/a p99=n/a cpu=n/a" || lines[n-1] != "ratio sluice/rawtcp qps=n/a" {
+		t.Errorf("stdout does not end with the n/a ratio lines:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "rawtcp") {
+		t.Errorf("table lacks the rawtcp row:\n%s", stdout.String())
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 1 || rep.Results[0].Name != "rawtcp" || rep.Results[0].Calls == 0 {
+		t.Errorf("JSON results = %+v, want one rawtcp row with calls", rep.Results)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-c", "0"}, {"-size", "-1"}, {"-d", "0"}, {"-warmup", "-1s"}, {"-impl", "nope"}, {"extra"}} {
+		var out bytes.Buffer
+		if err := run(args, impls(), &out, &out); err == nil {
+			t.Errorf("run(%q) succeeded, want error", args)
+		}
+	}
+}
