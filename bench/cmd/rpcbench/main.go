@@ -24,17 +24,17 @@ import (
 	"time"
 
 	"github.com/sluicerpc/sluice/bench/internal/grpcimpl"
-	"github.com/sluicerpc/sluice/bench/internal/harness"
 	"github.com/sluicerpc/sluice/bench/internal/rawtcp"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 )
 
 // impls lists every row in the order they run.
 //
 // Registration point: add further rows here ("sluice-grpc",
-// "sluice-connect", ...), each an harness.Impl that passes
-// harnesstest.Check.
-func impls() []harness.Impl {
-	return []harness.Impl{
+// "sluice-connect", ...), each an loadgen.Impl that passes
+// loadgentest.Check.
+func impls() []loadgen.Impl {
+	return []loadgen.Impl{
 		sluiceImpl(),
 		grpcimpl.Impl(),
 		rawtcp.Impl(),
@@ -56,12 +56,12 @@ type report struct {
 	Warmup      time.Duration    `json:"warmup_ns"`
 	GOMAXPROCS  int              `json:"gomaxprocs"`
 	GoVersion   string           `json:"go_version"`
-	Results     []harness.Result `json:"results"`
+	Results     []loadgen.Result `json:"results"`
 }
 
 // run parses args, runs the selected implementations of all and prints the
 // table and ratio lines to stdout; notes go to stderr.
-func run(args []string, all []harness.Impl, stdout, stderr io.Writer) error {
+func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("rpcbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -92,7 +92,7 @@ func run(args []string, all []harness.Impl, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	cfg := harness.Config{Concurrency: *conc, PayloadSize: *size, Duration: *dur, Warmup: *warmup}
+	cfg := loadgen.Config{Concurrency: *conc, PayloadSize: *size, Duration: *dur, Warmup: *warmup}
 	rep := report{
 		Concurrency: *conc, PayloadSize: *size, Duration: *dur, Warmup: *warmup,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
@@ -101,8 +101,8 @@ func run(args []string, all []harness.Impl, stdout, stderr io.Writer) error {
 		*conc, *size, *dur, *warmup, rep.GOMAXPROCS, rep.GoVersion)
 	for _, impl := range selected {
 		fmt.Fprintf(stderr, "rpcbench: running %s...\n", impl.Name)
-		res, err := harness.Run(impl, cfg)
-		if errors.Is(err, harness.ErrStart) {
+		res, err := loadgen.Run(impl, cfg)
+		if errors.Is(err, loadgen.ErrStart) {
 			fmt.Fprintf(stderr, "rpcbench: skipping %s (%v)\n", impl.Name, err)
 			continue
 		}
@@ -117,7 +117,7 @@ func run(args []string, all []harness.Impl, stdout, stderr io.Writer) error {
 		runtime.GC()
 	}
 
-	harness.PrintTable(stdout, rep.Results)
+	loadgen.PrintTable(stdout, rep.Results)
 	for _, line := range ratioLines(rep.Results) {
 		fmt.Fprintln(stdout, line)
 	}
@@ -135,17 +135,17 @@ func run(args []string, all []harness.Impl, stdout, stderr io.Writer) error {
 
 // selectImpls returns the implementations named in list ("all" for every
 // one), in the order list names them.
-func selectImpls(all []harness.Impl, list string) ([]harness.Impl, error) {
+func selectImpls(all []loadgen.Impl, list string) ([]loadgen.Impl, error) {
 	if strings.TrimSpace(list) == "all" {
 		return all, nil
 	}
-	var out []harness.Impl
+	var out []loadgen.Impl
 	for name := range strings.SplitSeq(list, ",") {
 		name = strings.TrimSpace(name)
 		if name == "" {
 			continue
 		}
-		i := slices.IndexFunc(all, func(impl harness.Impl) bool { return impl.Name == name })
+		i := slices.IndexFunc(all, func(impl loadgen.Impl) bool { return impl.Name == name })
 		if i < 0 {
 			names := make([]string, len(all))
 			for j, impl := range all {
@@ -153,7 +153,7 @@ func selectImpls(all []harness.Impl, list string) ([]harness.Impl, error) {
 			}
 			return nil, fmt.Errorf("-impl: unknown implementation %q (have %s)", name, strings.Join(names, ", "))
 		}
-		if !slices.ContainsFunc(out, func(impl harness.Impl) bool { return impl.Name == name }) {
+		if !slices.ContainsFunc(out, func(impl loadgen.Impl) bool { return impl.Name == name }) {
 			out = append(out, all[i])
 		}
 	}
@@ -166,24 +166,24 @@ func selectImpls(all []harness.Impl, list string) ([]harness.Impl, error) {
 // ratioLines returns the two closing lines: sluice against grpc (QPS, p99
 // latency and CPU per call) and against rawtcp (QPS). A missing row or a
 // zero denominator prints n/a.
-func ratioLines(rs []harness.Result) [2]string {
-	find := func(name string) *harness.Result {
-		i := slices.IndexFunc(rs, func(r harness.Result) bool { return r.Name == name })
+func ratioLines(rs []loadgen.Result) [2]string {
+	find := func(name string) *loadgen.Result {
+		i := slices.IndexFunc(rs, func(r loadgen.Result) bool { return r.Name == name })
 		if i < 0 {
 			return nil
 		}
 		return &rs[i]
 	}
 	s, g, raw := find("sluice"), find("grpc"), find("rawtcp")
-	ratio := func(num, den *harness.Result, field func(*harness.Result) float64) string {
+	ratio := func(num, den *loadgen.Result, field func(*loadgen.Result) float64) string {
 		if num == nil || den == nil || field(den) == 0 {
 			return "n/a"
 		}
 		return fmt.Sprintf("%.2f", field(num)/field(den))
 	}
-	qps := func(r *harness.Result) float64 { return r.QPS }
-	p99 := func(r *harness.Result) float64 { return float64(r.P99) }
-	cpu := func(r *harness.Result) float64 { return float64(r.CPUPerCall) }
+	qps := func(r *loadgen.Result) float64 { return r.QPS }
+	p99 := func(r *loadgen.Result) float64 { return float64(r.P99) }
+	cpu := func(r *loadgen.Result) float64 { return float64(r.CPUPerCall) }
 	return [2]string{
 		fmt.Sprintf("ratio sluice/grpc qps=%s p99=%s cpu=%s", ratio(s, g, qps), ratio(s, g, p99), ratio(s, g, cpu)),
 		fmt.Sprintf("ratio sluice/rawtcp qps=%s", ratio(s, raw, qps)),

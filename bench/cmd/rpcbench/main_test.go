@@ -13,32 +13,32 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness"
 	"github.com/sluicerpc/sluice/bench/internal/rawtcp"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 )
 
 func TestRatioLines(t *testing.T) {
-	sluice := harness.Result{Name: "sluice", QPS: 90000, P99: 3 * time.Millisecond, CPUPerCall: 20 * time.Microsecond}
-	grpc := harness.Result{Name: "grpc", QPS: 60000, P99: 4 * time.Millisecond, CPUPerCall: 32 * time.Microsecond}
-	raw := harness.Result{Name: "rawtcp", QPS: 400000}
+	sluice := loadgen.Result{Name: "sluice", QPS: 90000, P99: 3 * time.Millisecond, CPUPerCall: 20 * time.Microsecond}
+	grpc := loadgen.Result{Name: "grpc", QPS: 60000, P99: 4 * time.Millisecond, CPUPerCall: 32 * time.Microsecond}
+	raw := loadgen.Result{Name: "rawtcp", QPS: 400000}
 	tests := []struct {
 		name string
-		rs   []harness.Result
+		rs   []loadgen.Result
 		want [2]string
 	}{
-		{"all", []harness.Result{grpc, raw, sluice}, [2]string{
+		{"all", []loadgen.Result{grpc, raw, sluice}, [2]string{
 			"ratio sluice/grpc qps=1.50 p99=0.75 cpu=0.62",
 			"ratio sluice/rawtcp qps=0.23",
 		}},
-		{"no sluice", []harness.Result{grpc, raw}, [2]string{
+		{"no sluice", []loadgen.Result{grpc, raw}, [2]string{
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 		}},
-		{"no grpc", []harness.Result{sluice, raw}, [2]string{
+		{"no grpc", []loadgen.Result{sluice, raw}, [2]string{
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=0.23",
 		}},
-		{"zero denominator", []harness.Result{sluice, {Name: "grpc"}}, [2]string{
+		{"zero denominator", []loadgen.Result{sluice, {Name: "grpc"}}, [2]string{
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 		}},
@@ -57,8 +57,8 @@ func TestRatioLines(t *testing.T) {
 }
 
 func TestSelectImpls(t *testing.T) {
-	all := []harness.Impl{{Name: "sluice"}, {Name: "grpc"}, {Name: "rawtcp"}}
-	names := func(is []harness.Impl) string {
+	all := []loadgen.Impl{{Name: "sluice"}, {Name: "grpc"}, {Name: "rawtcp"}}
+	names := func(is []loadgen.Impl) string {
 		var s []string
 		for _, i := range is {
 			s = append(s, i.Name)
@@ -82,13 +82,13 @@ func TestSelectImpls(t *testing.T) {
 
 func TestFailingImplIsSkipped(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	notWired := harness.Impl{Name: "sluice", Start: func([]byte) (func(context.Context) error, func(), error) {
+	notWired := loadgen.Impl{Name: "sluice", Start: func([]byte) (func(context.Context) error, func(), error) {
 		return nil, nil, errors.New("sluice: not wired yet")
 	}}
 	var stdout, stderr bytes.Buffer
 	jsonPath := filepath.Join(t.TempDir(), "out.json")
 	args := []string{"-c", "4", "-size", "64", "-d", "100ms", "-warmup", "0", "-json", jsonPath}
-	if err := run(args, []harness.Impl{notWired, rawtcp.Impl()}, &stdout, &stderr); err != nil {
+	if err := run(args, []loadgen.Impl{notWired, rawtcp.Impl()}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(stderr.String(), "skipping sluice") || !strings.Contains(stderr.String(), "not wired yet") {

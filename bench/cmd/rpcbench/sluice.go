@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness"
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 	"github.com/sluicerpc/sluice/server"
 )
 
@@ -20,8 +20,8 @@ var errMismatch = errors.New("sluice: reply payload does not match request")
 
 // sluiceImpl is the "sluice" row: a Sluice server serving the echo example
 // over the native protocol and one Sluice client with default options.
-func sluiceImpl() harness.Impl {
-	return harness.Impl{Name: "sluice", Start: startSluice}
+func sluiceImpl() loadgen.Impl {
+	return loadgen.Impl{Name: "sluice", Start: startSluice}
 }
 
 func startSluice(payload []byte) (func(context.Context) error, func(), error) {

@@ -8,7 +8,7 @@
 // are the echopb messages under grpc's default proto codec. Each call builds
 // a fresh request and response, as application code does.
 //
-//	res, err := harness.Run(grpcimpl.Impl(), harness.Config{})
+//	res, err := loadgen.Run(grpcimpl.Impl(), loadgen.Config{})
 package grpcimpl
 
 import (
@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 )
 
 const (
@@ -35,8 +35,8 @@ const (
 var ErrMismatch = errors.New("grpcimpl: reply payload does not match request")
 
 // Impl returns the "grpc" row.
-func Impl() harness.Impl {
-	return harness.Impl{Name: "grpc", Start: start}
+func Impl() loadgen.Impl {
+	return loadgen.Impl{Name: "grpc", Start: start}
 }
 
 // echoServer is the handler type of serviceDesc.

@@ -3,7 +3,7 @@ package grpcimpl
 import (
 	"testing"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness/harnesstest"
+	"github.com/sluicerpc/sluice/internal/loadgen/loadgentest"
 )
 
-func TestImpl(t *testing.T) { harnesstest.Check(t, Impl()) }
+func TestImpl(t *testing.T) { loadgentest.Check(t, Impl()) }

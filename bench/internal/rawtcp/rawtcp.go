@@ -22,7 +22,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 )
 
 const (
@@ -45,8 +45,8 @@ var (
 
 // Impl returns the "rawtcp" benchmark row: a Server on 127.0.0.1:0 and one
 // Client (one connection) to it.
-func Impl() harness.Impl {
-	return harness.Impl{Name: "rawtcp", Start: start}
+func Impl() loadgen.Impl {
+	return loadgen.Impl{Name: "rawtcp", Start: start}
 }
 
 func start(payload []byte) (func(context.Context) error, func(), error) {

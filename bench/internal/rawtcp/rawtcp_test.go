@@ -15,10 +15,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness/harnesstest"
+	"github.com/sluicerpc/sluice/internal/loadgen/loadgentest"
 )
 
-func TestImpl(t *testing.T) { harnesstest.Check(t, Impl()) }
+func TestImpl(t *testing.T) { loadgentest.Check(t, Impl()) }
 
 // pair starts a Server on loopback and a Client to it.
 func pair(t *testing.T) (*Server, *Client) {

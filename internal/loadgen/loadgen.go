@@ -1,15 +1,15 @@
-// Package harness runs RPC implementations under the same closed-loop load
+// Package loadgen runs RPC implementations under the same closed-loop load
 // and measures throughput, latency percentiles, allocations and CPU per call.
 //
 // An implementation is an Impl: a name and a Start function that brings up
 // an in-process server on 127.0.0.1 plus a client to it. Run drives it:
 //
-//	res, err := harness.Run(impl, harness.Config{Concurrency: 100, PayloadSize: 1024, Duration: 10 * time.Second})
-//	harness.PrintTable(os.Stdout, []harness.Result{res})
+//	res, err := loadgen.Run(impl, loadgen.Config{Concurrency: 100, PayloadSize: 1024, Duration: 10 * time.Second})
+//	loadgen.PrintTable(os.Stdout, []loadgen.Result{res})
 //
 // Client and server share the process, so allocations and CPU per call are
 // the sum of both sides.
-package harness
+package loadgen
 
 import (
 	"context"
@@ -56,13 +56,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch {
 	case c.Concurrency < 0:
-		return c, fmt.Errorf("harness: concurrency %d < 0", c.Concurrency)
+		return c, fmt.Errorf("loadgen: concurrency %d < 0", c.Concurrency)
 	case c.PayloadSize < 0:
-		return c, fmt.Errorf("harness: payload size %d < 0", c.PayloadSize)
+		return c, fmt.Errorf("loadgen: payload size %d < 0", c.PayloadSize)
 	case c.Duration < 0:
-		return c, fmt.Errorf("harness: duration %v < 0", c.Duration)
+		return c, fmt.Errorf("loadgen: duration %v < 0", c.Duration)
 	case c.Warmup < 0:
-		return c, fmt.Errorf("harness: warmup %v < 0", c.Warmup)
+		return c, fmt.Errorf("loadgen: warmup %v < 0", c.Warmup)
 	}
 	return c, nil
 }
@@ -90,7 +90,7 @@ type Result struct {
 }
 
 // ErrStart wraps an error returned by Impl.Start; test with errors.Is.
-var ErrStart = errors.New("harness: start")
+var ErrStart = errors.New("loadgen: start")
 
 // waitGrace is how long Run waits for in-flight calls after the window
 // closes before it cancels their context.

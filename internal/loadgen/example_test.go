@@ -1,19 +1,19 @@
-package harness_test
+package loadgen_test
 
 import (
 	"context"
 	"fmt"
 	"time"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 )
 
 func ExampleRun() {
 	// A trivial Impl: "calls" that never leave the process.
-	impl := harness.Impl{Name: "noop", Start: func(payload []byte) (func(context.Context) error, func(), error) {
+	impl := loadgen.Impl{Name: "noop", Start: func(payload []byte) (func(context.Context) error, func(), error) {
 		return func(context.Context) error { return nil }, func() {}, nil
 	}}
-	res, err := harness.Run(impl, harness.Config{Concurrency: 2, Duration: 20 * time.Millisecond})
+	res, err := loadgen.Run(impl, loadgen.Config{Concurrency: 2, Duration: 20 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return

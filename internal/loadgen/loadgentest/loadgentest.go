@@ -1,8 +1,8 @@
-// Package harnesstest is the conformance suite every harness.Impl runs in its
+// Package loadgentest is the conformance suite every loadgen.Impl runs in its
 // own tests, so all benchmark rows meet the same contract:
 //
-//	func TestImpl(t *testing.T) { harnesstest.Check(t, grpcimpl.Impl()) }
-package harnesstest
+//	func TestImpl(t *testing.T) { loadgentest.Check(t, grpcimpl.Impl()) }
+package loadgentest
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sluicerpc/sluice/bench/internal/harness"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 )
 
 // Sizes are the payload sizes Check starts the implementation with; 100 KiB
@@ -24,7 +24,7 @@ var Sizes = []int{0, 1, 1024, 100 << 10}
 // Check starts impl once per payload size in Sizes and, for each, makes
 // concurrent calls that must all succeed, checks that a call with a canceled
 // context fails, stops impl and verifies no goroutine is left behind.
-func Check(t *testing.T, impl harness.Impl) {
+func Check(t *testing.T, impl loadgen.Impl) {
 	t.Helper()
 	for _, size := range Sizes {
 		t.Run(fmt.Sprintf("%s/size=%d", impl.Name, size), func(t *testing.T) {
@@ -34,8 +34,8 @@ func Check(t *testing.T, impl harness.Impl) {
 	}
 }
 
-func check(t *testing.T, impl harness.Impl, size int) {
-	call, stop, err := impl.Start(harness.Payload(size))
+func check(t *testing.T, impl loadgen.Impl, size int) {
+	call, stop, err := impl.Start(loadgen.Payload(size))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
