@@ -26,16 +26,17 @@ import (
 	"github.com/sluicerpc/sluice/bench/internal/grpcimpl"
 	"github.com/sluicerpc/sluice/bench/internal/rawtcp"
 	"github.com/sluicerpc/sluice/internal/loadgen"
+	"github.com/sluicerpc/sluice/internal/loadgen/echoimpl"
 )
 
 // impls lists every row in the order they run.
 //
 // Registration point: add further rows here ("sluice-grpc",
-// "sluice-connect", ...), each an loadgen.Impl that passes
+// "sluice-connect", ...), each a loadgen.Impl that passes
 // loadgentest.Check.
 func impls() []loadgen.Impl {
 	return []loadgen.Impl{
-		sluiceImpl(),
+		echoimpl.Impl(),
 		grpcimpl.Impl(),
 		rawtcp.Impl(),
 	}

@@ -1,4 +1,9 @@
-package main
+// Package echoimpl is the load generator's Sluice row: the echo example
+// served and called over the native protocol with default options. Both
+// rpcbench and `sluice demo` run it.
+//
+//	res, err := loadgen.Run(echoimpl.Impl(), loadgen.Config{Duration: 5 * time.Second})
+package echoimpl
 
 import (
 	"bytes"
@@ -18,13 +23,13 @@ import (
 // errMismatch is returned by a call whose reply payload differs from the request's.
 var errMismatch = errors.New("sluice: reply payload does not match request")
 
-// sluiceImpl is the "sluice" row: a Sluice server serving the echo example
+// Impl returns the "sluice" row: a Sluice server serving the echo example
 // over the native protocol and one Sluice client with default options.
-func sluiceImpl() loadgen.Impl {
-	return loadgen.Impl{Name: "sluice", Start: startSluice}
+func Impl() loadgen.Impl {
+	return loadgen.Impl{Name: "sluice", Start: start}
 }
 
-func startSluice(payload []byte) (func(context.Context) error, func(), error) {
+func start(payload []byte) (func(context.Context) error, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err

@@ -1,0 +1,12 @@
+package echoimpl_test
+
+import (
+	"testing"
+
+	"github.com/sluicerpc/sluice/internal/loadgen/echoimpl"
+	"github.com/sluicerpc/sluice/internal/loadgen/loadgentest"
+)
+
+func TestImpl(t *testing.T) {
+	loadgentest.Check(t, echoimpl.Impl())
+}
