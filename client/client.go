@@ -175,7 +175,10 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 	}
 	addr := res.Instance.Addr
 	info.Peer = addr
-	start := time.Now()
+	var start time.Time
+	if res.Done != nil {
+		start = time.Now()
+	}
 	cc, err := c.conn(ctx, info, addr)
 	if err == nil {
 		err = cc.Call(ctx, info, req, resp)
@@ -297,7 +300,11 @@ func (p *pool) dial(ctx context.Context, info *callinfo.Info) (*transport.Client
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return transport.NewClientConn(nc, p.c.opts.codec, p.c.opts.maxFrameSize), nil
+	return transport.NewClientConn(nc, transport.ClientConfig{
+		Codec:            p.c.opts.codec,
+		MaxFrameSize:     p.c.opts.maxFrameSize,
+		ShortServiceName: p.c.opts.shortService,
+	}), nil
 }
 
 func (p *pool) close() {

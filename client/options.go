@@ -23,6 +23,7 @@ type options struct {
 	connectTimeout time.Duration
 	maxFrameSize   int
 	codec          codec.Codec
+	shortService   bool
 }
 
 // DefaultConnsPerAddr is the connection pool size per instance. Two
@@ -88,4 +89,12 @@ func WithMaxFrameSize(n int) Option {
 			o.maxFrameSize = n
 		}
 	}
+}
+
+// WithShortServiceName sends the short service name ("EchoService") in the
+// native protocol's isn key instead of the full protobuf name, as Kitex
+// clients do. A Sluice server accepts either; a Kitex server that hosts
+// several services finds its service only by the short name.
+func WithShortServiceName() Option {
+	return func(o *options) { o.shortService = true }
 }

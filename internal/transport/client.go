@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 type ClientConn struct {
 	nc    net.Conn
 	addr  string
+	cfg   ClientConfig
 	codec codec.Codec
 	w     *AsyncWriter
 	fr    *FrameReader
@@ -54,14 +56,25 @@ var pendingPool = sync.Pool{New: func() any {
 	return &pending{done: make(chan error, 1), buf: make([]byte, 0, 2048)}
 }}
 
-// NewClientConn starts serving replies on nc. maxFrame bounds reply frames.
-func NewClientConn(nc net.Conn, c codec.Codec, maxFrame int) *ClientConn {
+// ClientConfig configures a ClientConn.
+type ClientConfig struct {
+	Codec codec.Codec
+	// MaxFrameSize bounds reply frames; 0 means no limit.
+	MaxFrameSize int
+	// ShortServiceName sends "EchoService" rather than
+	// "pkg.v1.EchoService" in the isn key, as Kitex clients do.
+	ShortServiceName bool
+}
+
+// NewClientConn starts serving replies on nc.
+func NewClientConn(nc net.Conn, cfg ClientConfig) *ClientConn {
 	cc := &ClientConn{
 		nc:      nc,
 		addr:    nc.RemoteAddr().String(),
-		codec:   c,
+		cfg:     cfg,
+		codec:   cfg.Codec,
 		w:       NewAsyncWriter(nc),
-		fr:      NewFrameReader(nc, maxFrame),
+		fr:      NewFrameReader(nc, cfg.MaxFrameSize),
 		pending: map[uint32]*pending{},
 		done:    make(chan struct{}),
 	}
@@ -120,11 +133,17 @@ func (cc *ClientConn) Call(ctx context.Context, info *callinfo.Info, req, resp a
 	if err := cc.w.Write(buf); err != nil {
 		cc.fail(err)
 	}
+	done := ctx.Done()
+	if done == nil { // a context that never ends: no select needed
+		err := <-p.done
+		p.release()
+		return err
+	}
 	select {
 	case err := <-p.done:
 		p.release()
 		return err
-	case <-ctx.Done():
+	case <-done:
 		cc.mu.Lock()
 		_, waiting := cc.pending[seq]
 		delete(cc.pending, seq)
@@ -174,7 +193,11 @@ func (cc *ClientConn) encode(ctx context.Context, p *pending, seq uint32, info *
 	h := &p.h
 	h.Reset()
 	h.SeqID = seq
-	h.AddString(ttheader.KeyServiceName, info.Service)
+	svc := info.Service
+	if cc.cfg.ShortServiceName {
+		svc = svc[strings.LastIndexByte(svc, '.')+1:]
+	}
+	h.AddString(ttheader.KeyServiceName, svc)
 	if info.Attempt > 1 {
 		h.Strings = append(h.Strings, ttheader.KV{Key: s2b(ttheader.KeyAttempt), Value: strconv.AppendInt(p.attempt[:0], int64(info.Attempt), 10)})
 	}
@@ -254,6 +277,12 @@ func (cc *ClientConn) deliver(frame []byte, h *ttheader.Header) error {
 	}
 	switch pld.Type {
 	case ttheader.Reply:
+		if biz := h.String(ttheader.KeyBizStatus); len(biz) > 0 && string(biz) != "0" {
+			// A Kitex business error: a reply with an empty body and the
+			// status in the header. The keys stay in the response metadata.
+			callErr = status.Errorf(codes.Unknown, "transport: %s.%s failed with business status %s: %s", info.Service, info.Method, biz, h.String(ttheader.KeyBizMessage))
+			break
+		}
 		if err := cc.codec.Unmarshal(pld.Body, p.resp); err != nil {
 			callErr = status.Errorf(codes.Internal, "transport: decoding %s.%s reply: %v", info.Service, info.Method, err)
 		}

@@ -15,7 +15,8 @@ const (
 	ExcMissingResult   = 5
 	ExcInternalError   = 6
 	ExcProtocolError   = 7
-	ExcNoServiceName   = 420
+	ExcUnknownService  = 20 // Kitex: no registered service has that name
+	ExcNoServiceName   = 21 // Kitex: the call named no service and one is required
 )
 
 // AppendException appends the protobuf exception body
@@ -83,7 +84,7 @@ func ExceptionType(c codes.Code) int32 {
 // (Kitex servers) that send no KeyStatus header.
 func CodeOf(typeID int32) codes.Code {
 	switch typeID {
-	case ExcUnknownMethod, ExcWrongMethodName, ExcNoServiceName:
+	case ExcUnknownMethod, ExcWrongMethodName, ExcUnknownService, ExcNoServiceName:
 		return codes.Unimplemented
 	case ExcUnknown:
 		return codes.Unknown

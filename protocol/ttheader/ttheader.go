@@ -428,3 +428,11 @@ const (
 	KeyAttempt   = "sluice-attempt"
 	KeyConnReset = "crrst"
 )
+
+// Kitex business-status keys: a Kitex server reports a business error as
+// a reply with an empty body and these keys set.
+const (
+	KeyBizStatus  = "biz-status"
+	KeyBizMessage = "biz-message"
+	KeyBizExtra   = "biz-extra"
+)

@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -72,6 +73,7 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 		warmup   = fs.Duration("warmup", 2*time.Second, "warmup per implementation, not measured")
 		only     = fs.String("impl", "all", "comma-separated implementations to run, or all")
 		jsonPath = fs.String("json", "", "also write the results as JSON to this file")
+		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,6 +99,17 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 	rep := report{
 		Concurrency: *conc, PayloadSize: *size, Duration: *dur, Warmup: *warmup,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(stdout, "rpcbench: c=%d size=%d d=%v warmup=%v GOMAXPROCS=%d %s\n",
 		*conc, *size, *dur, *warmup, rep.GOMAXPROCS, rep.GoVersion)
