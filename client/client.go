@@ -43,9 +43,11 @@ type Client struct {
 	picker  atomic.Pointer[balancer.Picker]
 	watch   io.Closer
 
+	// pools maps addresses to connection pools. Calls read it without a
+	// lock; changes copy it under mu.
+	pools  atomic.Pointer[map[string]*pool]
 	mu     sync.Mutex
-	pools  map[string]*pool
-	closed bool
+	closed atomic.Bool
 	done   chan struct{} // closed by Close
 }
 
@@ -61,7 +63,8 @@ func New(target string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{opts: o, target: target, pools: map[string]*pool{}, done: make(chan struct{})}
+	c := &Client{opts: o, target: target, done: make(chan struct{})}
+	c.pools.Store(&map[string]*pool{})
 	scheme, rest, hasScheme := strings.Cut(target, ":///")
 	switch {
 	case o.resolver != nil:
@@ -101,12 +104,16 @@ func (c *Client) update(ins []discovery.Instance) {
 		keep[in.Addr] = true
 	}
 	c.mu.Lock()
-	for addr, pl := range c.pools {
-		if !keep[addr] {
-			delete(c.pools, addr)
+	old := *c.pools.Load()
+	next := make(map[string]*pool, len(old))
+	for addr, pl := range old {
+		if keep[addr] {
+			next[addr] = pl
+		} else {
 			pl.close()
 		}
 	}
+	c.pools.Store(&next)
 	c.mu.Unlock()
 }
 
@@ -191,17 +198,28 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 
 // conn returns a usable connection to addr, dialing if needed.
 func (c *Client) conn(ctx context.Context, info *callinfo.Info, addr string) (*transport.ClientConn, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	pl := c.pools[addr]
+	pl := (*c.pools.Load())[addr]
 	if pl == nil {
-		pl = newPool(c, addr)
-		c.pools[addr] = pl
+		c.mu.Lock()
+		if c.closed.Load() {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		old := *c.pools.Load()
+		if pl = old[addr]; pl == nil {
+			pl = newPool(c, addr)
+			next := make(map[string]*pool, len(old)+1)
+			for a, p := range old {
+				next[a] = p
+			}
+			next[addr] = pl
+			c.pools.Store(&next)
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	return pl.get(ctx, info)
 }
 
@@ -209,14 +227,14 @@ func (c *Client) conn(ctx context.Context, info *callinfo.Info, addr string) (*t
 // flight fail with Unavailable.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return nil
 	}
-	c.closed = true
+	c.closed.Store(true)
 	close(c.done)
-	pools := c.pools
-	c.pools = map[string]*pool{}
+	pools := *c.pools.Load()
+	c.pools.Store(&map[string]*pool{})
 	c.mu.Unlock()
 	for _, pl := range pools {
 		pl.close()
@@ -227,10 +245,11 @@ func (c *Client) Close() error {
 // pool keeps up to connsPerAddr connections to one address and spreads
 // calls over them.
 type pool struct {
-	c     *Client
-	addr  string
-	next  atomic.Uint32
-	slots []slot
+	c      *Client
+	addr   string
+	next   atomic.Uint32
+	slots  []slot
+	closed atomic.Bool
 }
 
 type slot struct {
@@ -258,6 +277,13 @@ func (p *pool) get(ctx context.Context, info *callinfo.Info) (*transport.ClientC
 		return nil, err
 	}
 	s.cc.Store(cc)
+	if p.closed.Load() { // the client closed, or the instance left, while we dialed
+		cc.Close()
+		if p.c.closed.Load() {
+			return nil, ErrClosed
+		}
+		return nil, status.Errorf(codes.Unavailable, "client: instance %s left while dialing for %s.%s", p.addr, info.Service, info.Method)
+	}
 	if old != nil {
 		go closeWhenIdle(old, p.c.done)
 	}
@@ -308,6 +334,7 @@ func (p *pool) dial(ctx context.Context, info *callinfo.Info) (*transport.Client
 }
 
 func (p *pool) close() {
+	p.closed.Store(true)
 	for i := range p.slots {
 		if cc := p.slots[i].cc.Load(); cc != nil {
 			cc.Close()
