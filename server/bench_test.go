@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"testing"
 
@@ -51,7 +52,21 @@ func BenchmarkCall(b *testing.B) {
 
 // BenchmarkCallParallel runs many callers over the same client.
 func BenchmarkCallParallel(b *testing.B) {
-	cl, stop := benchServer(b)
+	runParallel(b)
+}
+
+// BenchmarkConnsPerAddr is how client.DefaultConnsPerAddr was chosen.
+func BenchmarkConnsPerAddr(b *testing.B) {
+	for _, n := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+			runParallel(b, client.WithConnsPerAddr(n))
+		})
+	}
+}
+
+// runParallel has 50 callers per core echo 1 KiB through one client.
+func runParallel(b *testing.B, copts ...client.Option) {
+	cl, stop := benchServer(b, copts...)
 	defer stop()
 	req := &echopb.EchoRequest{Message: "bench", Payload: bytes.Repeat([]byte{'x'}, 1024)}
 	b.ReportAllocs()

@@ -146,25 +146,8 @@ func genService(g *protogen.GeneratedFile, f *protogen.File, s *protogen.Service
 	g.P(")")
 	g.P()
 
-	// Client interface.
-	g.P("// ", clientName, " is the client API for ", s.GoName, ".")
-	if serviceDocs != "" {
-		g.P("//")
-		g.P(serviceDocs)
-	}
-	if deprecated {
-		g.P("//")
-		g.P(deprecationComment)
-	}
-	g.AnnotateSymbol(clientName, protogen.Annotation{Location: s.Location})
-	g.P("type ", clientName, " interface {")
-	for _, m := range s.Methods {
-		g.AnnotateSymbol(clientName+"."+m.GoName, protogen.Annotation{Location: m.Location})
-		genMethodDocs(g, m)
-		g.P(clientSignature(g, m))
-	}
-	g.P("}")
-	g.P()
+	genInterface(g, s, clientName, serviceDocs, deprecated, clientSignature,
+		"// "+clientName+" is the client API for "+s.GoName+".")
 
 	g.P("type ", clientImpl, " struct {")
 	g.P("cc ", clientPackage.Ident("Invoker"))
@@ -195,26 +178,9 @@ func genService(g *protogen.GeneratedFile, f *protogen.File, s *protogen.Service
 		g.P()
 	}
 
-	// Server interface.
-	g.P("// ", serverName, " is the server API for ", s.GoName, ".")
-	g.P("// Implementations should embed ", unimplName, " for forward compatibility.")
-	if serviceDocs != "" {
-		g.P("//")
-		g.P(serviceDocs)
-	}
-	if deprecated {
-		g.P("//")
-		g.P(deprecationComment)
-	}
-	g.AnnotateSymbol(serverName, protogen.Annotation{Location: s.Location})
-	g.P("type ", serverName, " interface {")
-	for _, m := range s.Methods {
-		g.AnnotateSymbol(serverName+"."+m.GoName, protogen.Annotation{Location: m.Location})
-		genMethodDocs(g, m)
-		g.P(serverSignature(g, m))
-	}
-	g.P("}")
-	g.P()
+	genInterface(g, s, serverName, serviceDocs, deprecated, serverSignature,
+		"// "+serverName+" is the server API for "+s.GoName+".",
+		"// Implementations should embed "+unimplName+" for forward compatibility.")
 
 	g.P("// ", unimplName, " answers every method with Unimplemented; embed it for forward compatibility.")
 	g.P("type ", unimplName, " struct{}")
@@ -308,3 +274,30 @@ func handlerName(m *protogen.Method) string {
 }
 
 func unexport(s string) string { return strings.ToLower(s[:1]) + s[1:] }
+
+// genInterface writes the client or server interface of s: the intro
+// comment lines, the service's own docs and deprecation, then one method
+// per RPC with its docs.
+func genInterface(g *protogen.GeneratedFile, s *protogen.Service, name, serviceDocs string, deprecated bool,
+	signature func(*protogen.GeneratedFile, *protogen.Method) string, intro ...string) {
+	for _, line := range intro {
+		g.P(line)
+	}
+	if serviceDocs != "" {
+		g.P("//")
+		g.P(serviceDocs)
+	}
+	if deprecated {
+		g.P("//")
+		g.P(deprecationComment)
+	}
+	g.AnnotateSymbol(name, protogen.Annotation{Location: s.Location})
+	g.P("type ", name, " interface {")
+	for _, m := range s.Methods {
+		g.AnnotateSymbol(name+"."+m.GoName, protogen.Annotation{Location: m.Location})
+		genMethodDocs(g, m)
+		g.P(signature(g, m))
+	}
+	g.P("}")
+	g.P()
+}
