@@ -70,11 +70,7 @@ func (w *Writer) flushLocked() error {
 		w.mu.Unlock()
 		_, err := w.w.Write(out)
 		w.mu.Lock()
-		if cap(out) <= 1<<20 { // do not keep a giant buffer after a burst
-			w.spare = out[:0]
-		} else {
-			w.spare = make([]byte, 0, 16<<10)
-		}
+		w.spare = reuse(out)
 		if err != nil {
 			w.err = err
 		}
@@ -168,11 +164,7 @@ func (a *AsyncWriter) run() {
 			a.mu.Unlock()
 			_, err := a.w.Write(out)
 			a.mu.Lock()
-			if cap(out) <= 1<<20 {
-				a.spare = out[:0]
-			} else {
-				a.spare = make([]byte, 0, 16<<10)
-			}
+			a.spare = reuse(out)
 			if err != nil && a.err == nil {
 				a.err = err
 			}
@@ -182,4 +174,13 @@ func (a *AsyncWriter) run() {
 			}
 		}
 	}
+}
+
+// reuse returns a written buffer emptied for the next swap, or a fresh one
+// when a burst grew it past 1 MiB, so a writer does not pin a giant buffer.
+func reuse(out []byte) []byte {
+	if cap(out) <= 1<<20 {
+		return out[:0]
+	}
+	return make([]byte, 0, 16<<10)
 }
