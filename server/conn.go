@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/sluicerpc/sluice/callinfo"
-	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
@@ -58,13 +55,6 @@ func (c *conn) close() {
 		c.cancel()
 		c.nc.Close()
 	})
-}
-
-// call is everything one server call allocates besides its messages: the
-// context (with the call info inline) and the reply slot.
-type call struct {
-	ctx   callinfo.Carrier
-	reply endpoint.Reply
 }
 
 // readLoop reads frames and serves them inline until the connection fails,
@@ -120,7 +110,7 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 		return false
 	}
 	seq := h.SeqID
-	m, err := c.srv.lookup(h.String(ttheader.KeyServiceName), p.Method)
+	m, err := lookup(c.srv, h.String(ttheader.KeyServiceName), p.Method)
 	if err != nil {
 		c.fr.Release()
 		return c.writeReply(h, buf, seq, string(p.Method), p.Type, nil, err, nil, c.fr.Buffered())
@@ -132,22 +122,14 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 		return c.writeReply(h, buf, seq, m.name, p.Type, nil, err, nil, c.fr.Buffered())
 	}
 
-	cl := &call{}
-	cl.ctx.Context = c.ctx
+	cl := newCall(c.ctx, m, "ttheader", c.peer)
 	info := &cl.ctx.Info
-	info.Side = callinfo.Server
-	info.Service = m.service
-	info.Method = m.name
-	info.Protocol = "ttheader"
-	info.Peer = c.peer
-	info.Attempt = 1
-	var timeout time.Duration
 	for i := range h.Ints {
 		kv := &h.Ints[i]
 		switch kv.Key {
 		case ttheader.KeyRPCTimeout:
 			if ms, err := strconv.Atoi(string(kv.Value)); err == nil && ms > 0 {
-				timeout = time.Duration(ms) * time.Millisecond
+				cl.timeout = time.Duration(ms) * time.Millisecond
 			}
 		case ttheader.KeyFromService:
 			info.Caller = string(kv.Value)
@@ -171,53 +153,12 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 	}
 	c.fr.Release() // nothing below points into the frame
 
-	var ctx context.Context = &cl.ctx
-	cancel := context.CancelFunc(nil)
-	if timeout > 0 {
-		info.Deadline = time.Now().Add(timeout)
-		ctx, cancel = context.WithDeadline(ctx, info.Deadline)
-	}
-	if info.Metadata != nil {
-		ctx = metadata.NewIncomingContext(ctx, info.Metadata)
-	}
-
-	c.srv.callStarted()
 	token := c.inline.Begin()
-	err = c.invoke(m, ctx, req, &cl.reply, timeout)
-	if cancel != nil {
-		cancel()
-	}
+	reply, err := c.srv.run(cl, req)
 	reader := c.inline.End(token)
 	hold := reader && c.fr.Buffered()
-	ok := c.writeReply(h, buf, seq, m.name, p.Type, cl.reply.Msg, err, info.ResponseMetadata, hold)
-	c.srv.callDone()
+	ok := c.writeReply(h, buf, seq, m.name, p.Type, reply, err, info.ResponseMetadata, hold)
 	return ok && reader
-}
-
-// invoke runs the chain, turning a panic into Internal and a context error
-// into a status that says which deadline fired.
-func (c *conn) invoke(m *method, ctx context.Context, req any, reply *endpoint.Reply, timeout time.Duration) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.srv.opts.logger.Error("server: handler panic", "service", m.service, "method", m.name, "panic", r, "stack", string(debug.Stack()))
-			err = status.Errorf(codes.Internal, "server: panic in %s.%s: %v", m.service, m.name, r)
-		}
-	}()
-	err = m.endpoint(ctx, req, reply)
-	if err == nil && reply.Msg == nil {
-		err = status.Errorf(codes.Internal, "server: %s.%s returned a nil reply and no error", m.service, m.name)
-	}
-	if err != nil {
-		if _, ok := err.(*status.Error); !ok {
-			switch {
-			case errors.Is(err, context.DeadlineExceeded) && timeout > 0:
-				err = status.Wrap(codes.DeadlineExceeded, fmt.Sprintf("server: deadline exceeded in %s.%s: the caller's timeout of %v ran out on the server", m.service, m.name, timeout), err)
-			case errors.Is(err, context.Canceled) && c.ctx.Err() != nil:
-				err = status.Wrap(codes.Canceled, "server: connection closed while "+m.service+"."+m.name+" ran", err)
-			}
-		}
-	}
-	return err
 }
 
 // writeReply encodes a reply (or an exception for err) and writes it. It

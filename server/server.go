@@ -139,7 +139,7 @@ func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
 
 // lookup finds the method a frame names. service may be empty (Kitex
 // clients send none by default), short ("EchoService") or full.
-func (s *Server) lookup(svcName, methodName []byte) (*method, error) {
+func lookup[T string | []byte](s *Server, svcName, methodName T) (*method, error) {
 	if len(svcName) > 0 {
 		svc := s.services[string(svcName)]
 		if svc == nil {
