@@ -40,6 +40,9 @@ type Info struct {
 	Service string
 	// Method is the method name, e.g. "Echo".
 	Method string
+	// FullMethod is "/" + Service + "/" + Method as the caller named it;
+	// set on the client.
+	FullMethod string
 	// Protocol names the wire protocol of the call: "ttheader", "grpc", "connect".
 	Protocol string
 	// Peer is the remote address: the chosen instance on the client (set

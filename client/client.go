@@ -141,7 +141,8 @@ func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts 
 	info.Side = callinfo.Client
 	info.Service = service
 	info.Method = name
-	info.Protocol = "ttheader"
+	info.Protocol = c.opts.protocol.String()
+	info.FullMethod = method
 	info.Attempt = 1
 	info.Start = time.Now()
 	if d, ok := ctx.Deadline(); ok {
@@ -197,7 +198,7 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 }
 
 // conn returns a usable connection to addr, dialing if needed.
-func (c *Client) conn(ctx context.Context, info *callinfo.Info, addr string) (*transport.ClientConn, error) {
+func (c *Client) conn(ctx context.Context, info *callinfo.Info, addr string) (conn, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -253,30 +254,50 @@ type pool struct {
 }
 
 type slot struct {
-	cc     atomic.Pointer[transport.ClientConn]
+	cc     atomic.Pointer[conn]
 	dialMu sync.Mutex
 }
 
-func newPool(c *Client, addr string) *pool {
-	return &pool{c: c, addr: addr, slots: make([]slot, c.opts.connsPerAddr)}
+// conn is one client connection, whatever its protocol.
+type conn interface {
+	// Call performs the call info describes; ctx carries the outgoing
+	// metadata and cancellation.
+	Call(ctx context.Context, info *callinfo.Info, req, resp any) error
+	// Usable reports whether new calls may use the connection.
+	Usable() bool
+	// Idle reports whether no call is in flight.
+	Idle() bool
+	// Done is closed once the connection has failed or closed.
+	Done() <-chan struct{}
+	Close() error
 }
 
-func (p *pool) get(ctx context.Context, info *callinfo.Info) (*transport.ClientConn, error) {
+func newPool(c *Client, addr string) *pool {
+	n := c.opts.connsPerAddr
+	if c.opts.protocol != Native {
+		n = 1 // HTTP/2 multiplexes on its own
+	}
+	return &pool{c: c, addr: addr, slots: make([]slot, n)}
+}
+
+func (p *pool) get(ctx context.Context, info *callinfo.Info) (conn, error) {
 	s := &p.slots[p.next.Add(1)%uint32(len(p.slots))]
-	if cc := s.cc.Load(); cc != nil && cc.Usable() {
-		return cc, nil
+	if cc := s.cc.Load(); cc != nil && (*cc).Usable() {
+		return *cc, nil
 	}
 	s.dialMu.Lock()
 	defer s.dialMu.Unlock()
-	old := s.cc.Load()
-	if old != nil && old.Usable() {
-		return old, nil
+	var old conn
+	if o := s.cc.Load(); o != nil {
+		if old = *o; old.Usable() {
+			return old, nil
+		}
 	}
 	cc, err := p.dial(ctx, info)
 	if err != nil {
 		return nil, err
 	}
-	s.cc.Store(cc)
+	s.cc.Store(&cc)
 	if p.closed.Load() { // the client closed, or the instance left, while we dialed
 		cc.Close()
 		if p.c.closed.Load() {
@@ -292,7 +313,7 @@ func (p *pool) get(ctx context.Context, info *callinfo.Info) (*transport.ClientC
 
 // closeWhenIdle closes a connection the server asked us to leave once its
 // calls are done, after a minute at most, or when the client closes.
-func closeWhenIdle(cc *transport.ClientConn, clientDone <-chan struct{}) {
+func closeWhenIdle(cc conn, clientDone <-chan struct{}) {
 	defer cc.Close()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -308,7 +329,13 @@ func closeWhenIdle(cc *transport.ClientConn, clientDone <-chan struct{}) {
 	}
 }
 
-func (p *pool) dial(ctx context.Context, info *callinfo.Info) (*transport.ClientConn, error) {
+func (p *pool) dial(ctx context.Context, info *callinfo.Info) (conn, error) {
+	switch p.c.opts.protocol {
+	case GRPC:
+		return dialGRPC(p.addr, p.c.opts)
+	case Connect:
+		return dialConnect(p.addr, p.c.opts), nil
+	}
 	timeout := p.c.opts.connectTimeout
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -337,7 +364,7 @@ func (p *pool) close() {
 	p.closed.Store(true)
 	for i := range p.slots {
 		if cc := p.slots[i].cc.Load(); cc != nil {
-			cc.Close()
+			(*cc).Close()
 		}
 	}
 }

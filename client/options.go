@@ -1,7 +1,10 @@
 package client
 
 import (
+	"fmt"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/sluicerpc/sluice/balancer"
 	"github.com/sluicerpc/sluice/balancer/roundrobin"
@@ -24,6 +27,56 @@ type options struct {
 	maxFrameSize   int
 	codec          codec.Codec
 	shortService   bool
+	protocol       Protocol
+	grpcOptions    []grpc.DialOption
+}
+
+// Protocol is the wire protocol a Client speaks.
+type Protocol int
+
+// The protocols a Client can speak. Every Sluice server answers all three.
+const (
+	// Native is TTHeader + protobuf, multiplexed; the default and the fastest.
+	Native Protocol = iota
+	// GRPC is gRPC over HTTP/2 (grpc-go), to call any gRPC server.
+	GRPC
+	// Connect is the Connect unary protocol over HTTP/1.1 (protobuf body).
+	Connect
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case GRPC:
+		return "grpc"
+	case Connect:
+		return "connect"
+	}
+	return "ttheader"
+}
+
+// ParseProtocol parses "native" (or "ttheader"), "grpc" or "connect".
+func ParseProtocol(s string) (Protocol, error) {
+	switch s {
+	case "native", "ttheader", "":
+		return Native, nil
+	case "grpc":
+		return GRPC, nil
+	case "connect":
+		return Connect, nil
+	}
+	return 0, fmt.Errorf("client: unknown protocol %q (want native, grpc or connect)", s)
+}
+
+// WithProtocol sets the wire protocol (default Native). The same
+// middlewares, balancing and call info apply whatever the protocol.
+func WithProtocol(p Protocol) Option {
+	return func(o *options) { o.protocol = p }
+}
+
+// WithGRPCDialOptions passes options to the grpc-go channels a GRPC client
+// opens (default: insecure transport credentials).
+func WithGRPCDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.grpcOptions = append(o.grpcOptions, opts...) }
 }
 
 // DefaultConnsPerAddr is the connection pool size per instance. Two

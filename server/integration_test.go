@@ -662,3 +662,13 @@ func TestPeerClosesMidCall(t *testing.T) {
 		t.Fatal("call waited for the deadline instead of failing when the peer closed")
 	}
 }
+
+// protocolRecorder is a middleware that records the protocol of the call.
+func protocolRecorder(saw *string) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req, resp any) error {
+			*saw = callinfo.FromContext(ctx).Protocol
+			return next(ctx, req, resp)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
+	"google.golang.org/grpc"
 )
 
 // Option configures a Server.
@@ -20,6 +21,9 @@ type options struct {
 	handOffTick  time.Duration
 	logger       *slog.Logger
 	codec        codec.Codec
+	grpcOptions  []grpc.ServerOption
+	reflection   bool
+	sniff        transport.SniffTimeouts
 }
 
 // defaultOptions holds every default in one place.
@@ -29,6 +33,32 @@ func defaultOptions() options {
 		handOffTick:  transport.DefaultHandOffTick,
 		logger:       slog.Default(),
 		codec:        proto.Codec,
+		reflection:   true,
+		sniff:        transport.SniffTimeouts{First: 10 * time.Second, H2Headers: 10 * time.Second},
+	}
+}
+
+// WithGRPCOptions passes options to the grpc-go server that serves gRPC on
+// the port (keepalive, limits, credentials for its own use...).
+func WithGRPCOptions(opts ...grpc.ServerOption) Option {
+	return func(o *options) { o.grpcOptions = append(o.grpcOptions, opts...) }
+}
+
+// WithReflection turns server reflection (grpc.reflection.v1 on gRPC, and
+// its one-question-per-call form on the native protocol and Connect) on or
+// off (default on: `sluice call` and grpcurl use it).
+func WithReflection(on bool) Option {
+	return func(o *options) { o.reflection = on }
+}
+
+// WithSniffTimeout bounds how long a new connection may take to show which
+// protocol it speaks (default 10s); an HTTP/2 connection that sends no
+// request within the same time is served as gRPC.
+func WithSniffTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.sniff = transport.SniffTimeouts{First: d, H2Headers: d}
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"reflect"
 	"sort"
 	"strings"
@@ -27,7 +28,11 @@ import (
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 )
 
 // ErrServerStopped is returned by Serve after Stop or GracefulStop.
@@ -49,14 +54,26 @@ type Server struct {
 	services  map[string]*service  // by full name
 	short     map[string]*service  // by short name; nil value: ambiguous
 	byMethod  map[string][]*method // by method name, for frames without a service name
+	descs     []*ServiceDesc       // in registration order
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	sniffing  map[net.Conn]struct{} // accepted, protocol not known yet
 	monitor   *transport.Monitor
 	started   bool
+
+	// The other two protocols, built at the first Serve.
+	grpc    *grpc.Server
+	http    *http.Server
+	grpcLn  *connQueue
+	httpLn  *connQueue
+	health  *health.Server
+	reflect atomic.Pointer[reflectionpb.ServerReflectionServer]
 
 	state    atomic.Int32
 	inflight atomic.Int64
 	idle     chan struct{} // signalled when inflight drops to 0 while draining
+	drainCh  chan struct{} // closed when GracefulStop or Stop begins
+	drainOne sync.Once
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // accept loops and connection readers
@@ -81,17 +98,27 @@ func New(opts ...Option) *Server {
 		opt(&o)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		opts:      o,
 		services:  map[string]*service{},
 		short:     map[string]*service{},
 		byMethod:  map[string][]*method{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
+		sniffing:  map[net.Conn]struct{}{},
+		health:    health.NewServer(),
 		idle:      make(chan struct{}, 1),
+		drainCh:   make(chan struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
 	}
+	// Until Serve, health says NOT_SERVING.
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.RegisterService(healthDesc(s.health), nil)
+	if o.reflection {
+		s.RegisterService(reflectionDesc(func() reflectionpb.ServerReflectionServer { return *s.reflect.Load() }), nil)
+	}
+	return s
 }
 
 // RegisterService registers impl for desc. It panics when impl does not
@@ -129,6 +156,10 @@ func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
 		s.byMethod[md.MethodName] = append(s.byMethod[md.MethodName], m)
 	}
 	s.services[desc.ServiceName] = svc
+	s.descs = append(s.descs, desc)
+	if desc.ServiceName != healthService && desc.ServiceName != reflectionService {
+		s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	short := desc.ServiceName[strings.LastIndexByte(desc.ServiceName, '.')+1:]
 	if _, taken := s.short[short]; taken {
 		s.short[short] = nil
@@ -180,11 +211,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return ErrServerStopped
 	}
-	s.started = true
-	if s.monitor == nil {
+	if !s.started {
+		s.started = true
 		s.monitor = transport.NewMonitor(s.opts.handOffTick)
+		s.startProtocols(ln.Addr())
 	}
-	s.state.CompareAndSwap(stateNew, stateServing)
+	if s.state.CompareAndSwap(stateNew, stateServing) {
+		s.health.Resume() // every registered service: SERVING
+	}
 	s.listeners[ln] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -209,8 +243,43 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("server: accept on %v: %w", ln.Addr(), err)
 		}
 		backoff = 0
-		s.serveConn(nc)
+		s.sniff(nc)
 	}
+}
+
+// sniff finds out what a new connection speaks and hands it to the
+// native, gRPC or HTTP server; garbage closes the connection.
+func (s *Server) sniff(nc net.Conn) {
+	s.mu.Lock()
+	if s.state.Load() >= stateStopped {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.sniffing[nc] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		p, c, err := transport.Sniff(nc, s.opts.sniff)
+		s.mu.Lock()
+		delete(s.sniffing, nc)
+		stopped := s.state.Load() >= stateStopped
+		s.mu.Unlock()
+		switch {
+		case stopped:
+			nc.Close()
+		case err != nil:
+			s.opts.logger.Warn("server: closing connection", "peer", nc.RemoteAddr().String(), "err", err)
+			nc.Close()
+		case p == transport.Native:
+			s.serveConn(c)
+		case p == transport.GRPC:
+			s.grpcLn.deliver(c)
+		default:
+			s.httpLn.deliver(c)
+		}
+	}()
 }
 
 // errTemporary marks accept errors worth retrying.
@@ -259,6 +328,7 @@ func (s *Server) draining() bool { return s.state.Load() == stateDraining }
 // their contexts cancelled; their callers see Unavailable.
 func (s *Server) Stop() {
 	s.state.Store(stateStopped)
+	s.startDrain()
 	s.mu.Lock()
 	for ln := range s.listeners {
 		ln.Close()
@@ -267,8 +337,18 @@ func (s *Server) Stop() {
 	for c := range s.conns {
 		c.close()
 	}
+	for nc := range s.sniffing {
+		nc.Close()
+	}
+	started := s.started
 	s.mu.Unlock()
 	s.cancel()
+	if started {
+		s.grpcLn.Close()
+		s.httpLn.Close()
+		s.grpc.Stop()
+		s.http.Close()
+	}
 	s.wg.Wait()
 	s.mu.Lock()
 	if s.monitor != nil {
@@ -288,12 +368,32 @@ func (s *Server) GracefulStop(ctx context.Context) error {
 			return nil
 		}
 	}
+	s.startDrain()
 	s.mu.Lock()
 	for ln := range s.listeners {
 		ln.Close()
 	}
 	s.listeners = map[net.Listener]struct{}{}
+	started := s.started
 	s.mu.Unlock()
+	if started {
+		// gRPC sends GOAWAY and waits for its streams; HTTP closes idle
+		// connections and waits for active ones. Both stop hard if ctx ends.
+		s.grpcLn.Close()
+		s.httpLn.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.grpc.GracefulStop()
+		}()
+		s.http.Shutdown(ctx)
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+			<-done
+		}
+	}
 	var err error
 	for s.inflight.Load() > 0 {
 		select {
@@ -307,6 +407,14 @@ func (s *Server) GracefulStop(ctx context.Context) error {
 	}
 	s.Stop()
 	return err
+}
+
+// startDrain turns health to NOT_SERVING and ends health watches.
+func (s *Server) startDrain() {
+	s.drainOne.Do(func() {
+		s.health.Shutdown()
+		close(s.drainCh)
+	})
 }
 
 // SetResponseMetadata adds md to the metadata the server sends back with
