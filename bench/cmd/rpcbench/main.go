@@ -1,13 +1,15 @@
 // Command rpcbench runs several RPC implementations one after another in one
 // process, each as a loopback (127.0.0.1) echo server plus client under the
 // same payload and concurrency, and prints a comparison table followed by
-// two ratio lines:
+// the ratio lines:
 //
 //	go run ./bench/cmd/rpcbench -c 100 -size 1024 -d 10s -warmup 2s
 //	go run ./bench/cmd/rpcbench -impl grpc,rawtcp -json results.json
 //
-// Rows: "sluice" (see sluice.go), "grpc" (stock grpc-go) and "rawtcp" (a
-// framework-free echo over one TCP connection: the machine's floor).
+// Rows: "sluice" (the native protocol), "sluice-grpc" (a stock grpc-go
+// client against the Sluice server: its gRPC path), "grpc" (stock grpc-go
+// on both sides) and "rawtcp" (a framework-free echo over one TCP
+// connection: the machine's floor). See internal/loadgen/echoimpl.
 // Allocations and CPU per call count client and server together.
 package main
 
@@ -38,6 +40,7 @@ import (
 func impls() []loadgen.Impl {
 	return []loadgen.Impl{
 		echoimpl.Impl(),
+		echoimpl.GRPCImpl(),
 		grpcimpl.Impl(),
 		rawtcp.Impl(),
 	}
@@ -180,7 +183,7 @@ func selectImpls(all []loadgen.Impl, list string) ([]loadgen.Impl, error) {
 // ratioLines returns the two closing lines: sluice against grpc (QPS, p99
 // latency and CPU per call) and against rawtcp (QPS). A missing row or a
 // zero denominator prints n/a.
-func ratioLines(rs []loadgen.Result) [2]string {
+func ratioLines(rs []loadgen.Result) []string {
 	find := func(name string) *loadgen.Result {
 		i := slices.IndexFunc(rs, func(r loadgen.Result) bool { return r.Name == name })
 		if i < 0 {
@@ -188,7 +191,7 @@ func ratioLines(rs []loadgen.Result) [2]string {
 		}
 		return &rs[i]
 	}
-	s, g, raw := find("sluice"), find("grpc"), find("rawtcp")
+	s, g, raw, sg := find("sluice"), find("grpc"), find("rawtcp"), find("sluice-grpc")
 	ratio := func(num, den *loadgen.Result, field func(*loadgen.Result) float64) string {
 		if num == nil || den == nil || field(den) == 0 {
 			return "n/a"
@@ -198,7 +201,8 @@ func ratioLines(rs []loadgen.Result) [2]string {
 	qps := func(r *loadgen.Result) float64 { return r.QPS }
 	p99 := func(r *loadgen.Result) float64 { return float64(r.P99) }
 	cpu := func(r *loadgen.Result) float64 { return float64(r.CPUPerCall) }
-	return [2]string{
+	return []string{
+		fmt.Sprintf("ratio sluice-grpc/grpc qps=%s", ratio(sg, g, qps)),
 		fmt.Sprintf("ratio sluice/grpc qps=%s p99=%s cpu=%s", ratio(s, g, qps), ratio(s, g, p99), ratio(s, g, cpu)),
 		fmt.Sprintf("ratio sluice/rawtcp qps=%s", ratio(s, raw, qps)),
 	}

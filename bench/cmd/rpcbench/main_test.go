@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,35 +22,41 @@ func TestRatioLines(t *testing.T) {
 	sluice := loadgen.Result{Name: "sluice", QPS: 90000, P99: 3 * time.Millisecond, CPUPerCall: 20 * time.Microsecond}
 	grpc := loadgen.Result{Name: "grpc", QPS: 60000, P99: 4 * time.Millisecond, CPUPerCall: 32 * time.Microsecond}
 	raw := loadgen.Result{Name: "rawtcp", QPS: 400000}
+	sg := loadgen.Result{Name: "sluice-grpc", QPS: 57000}
 	tests := []struct {
 		name string
 		rs   []loadgen.Result
-		want [2]string
+		want []string
 	}{
-		{"all", []loadgen.Result{grpc, raw, sluice}, [2]string{
+		{"all", []loadgen.Result{grpc, raw, sluice, sg}, []string{
+			"ratio sluice-grpc/grpc qps=0.95",
 			"ratio sluice/grpc qps=1.50 p99=0.75 cpu=0.62",
 			"ratio sluice/rawtcp qps=0.23",
 		}},
-		{"no sluice", []loadgen.Result{grpc, raw}, [2]string{
+		{"no sluice", []loadgen.Result{grpc, raw}, []string{
+			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 		}},
-		{"no grpc", []loadgen.Result{sluice, raw}, [2]string{
+		{"no grpc", []loadgen.Result{sluice, raw}, []string{
+			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=0.23",
 		}},
-		{"zero denominator", []loadgen.Result{sluice, {Name: "grpc"}}, [2]string{
+		{"zero denominator", []loadgen.Result{sluice, {Name: "grpc"}}, []string{
+			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 		}},
-		{"empty", nil, [2]string{
+		{"empty", nil, []string{
+			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ratioLines(tt.rs); got != tt.want {
+			if got := ratioLines(tt.rs); !slices.Equal(got, tt.want) {
 				t.Errorf("ratioLines =\n%q\nwant\n%q", got, tt.want)
 			}
 		})

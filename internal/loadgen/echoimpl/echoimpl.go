@@ -1,6 +1,7 @@
-// Package echoimpl is the load generator's Sluice row: the echo example
-// served and called over the native protocol with default options. Both
-// rpcbench and `sluice demo` run it.
+// Package echoimpl holds the load generator's Sluice rows: the echo example
+// served by a Sluice server and called over the native protocol (Impl), by
+// a stock grpc-go client (GRPCImpl), and by a stock connect-go client
+// (ConnectImpl). Both rpcbench and `sluice demo` run them.
 //
 //	res, err := loadgen.Run(echoimpl.Impl(), loadgen.Config{Duration: 5 * time.Second})
 package echoimpl
@@ -16,20 +17,55 @@ import (
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/internal/grpctest/echogrpc"
 	"github.com/sluicerpc/sluice/internal/loadgen"
 	"github.com/sluicerpc/sluice/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // errMismatch is returned by a call whose reply payload differs from the request's.
-var errMismatch = errors.New("sluice: reply payload does not match request")
+var errMismatch = errors.New("echoimpl: reply payload does not match request")
 
 // Impl returns the "sluice" row: a Sluice server serving the echo example
 // over the native protocol and one Sluice client with default options.
 func Impl() loadgen.Impl {
-	return loadgen.Impl{Name: "sluice", Start: start}
+	return loadgen.Impl{Name: "sluice", Start: func(payload []byte) (func(context.Context) error, func(), error) {
+		return withServer(payload, func(addr string) (echoFunc, func(), error) {
+			c, err := client.New(addr)
+			if err != nil {
+				return nil, nil, err
+			}
+			cl := echopb.NewEchoServiceClient(c)
+			return cl.Echo, func() { c.Close() }, nil
+		})
+	}}
 }
 
-func start(payload []byte) (func(context.Context) error, func(), error) {
+// GRPCImpl returns the "sluice-grpc" row: the same Sluice server called by
+// a stock grpc-go client (default options, one ClientConn), so it measures
+// the Sluice server's gRPC path against rpcbench's "grpc" row.
+func GRPCImpl() loadgen.Impl {
+	return loadgen.Impl{Name: "sluice-grpc", Start: func(payload []byte) (func(context.Context) error, func(), error) {
+		return withServer(payload, func(addr string) (echoFunc, func(), error) {
+			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return nil, nil, err
+			}
+			cl := echogrpc.NewEchoServiceClient(cc)
+			return func(ctx context.Context, in *echopb.EchoRequest, _ ...client.CallOption) (*echopb.EchoResponse, error) {
+				return cl.Echo(ctx, in)
+			}, func() { cc.Close() }, nil
+		})
+	}}
+}
+
+// echoFunc is one echo call, as the generated Sluice client has it.
+type echoFunc func(context.Context, *echopb.EchoRequest, ...client.CallOption) (*echopb.EchoResponse, error)
+
+// withServer starts an echo server on loopback, dials it with dial, and
+// returns the loadgen call and stop functions.
+func withServer(payload []byte, dial func(addr string) (echoFunc, func(), error)) (func(context.Context) error, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
@@ -41,15 +77,14 @@ func start(payload []byte) (func(context.Context) error, func(), error) {
 		defer close(served)
 		s.Serve(ln)
 	}()
-	c, err := client.New(ln.Addr().String())
+	echoCall, closeClient, err := dial(ln.Addr().String())
 	if err != nil {
 		s.Stop()
 		<-served
 		return nil, nil, err
 	}
-	cl := echopb.NewEchoServiceClient(c)
 	call := func(ctx context.Context) error {
-		resp, err := cl.Echo(ctx, &echopb.EchoRequest{Message: "bench", Payload: payload})
+		resp, err := echoCall(ctx, &echopb.EchoRequest{Message: "bench", Payload: payload})
 		if err != nil {
 			return err
 		}
@@ -59,7 +94,7 @@ func start(payload []byte) (func(context.Context) error, func(), error) {
 		return nil
 	}
 	stop := func() {
-		c.Close()
+		closeClient()
 		s.Stop()
 		<-served
 	}

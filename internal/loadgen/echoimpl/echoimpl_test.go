@@ -7,6 +7,7 @@ import (
 	"github.com/sluicerpc/sluice/internal/loadgen/loadgentest"
 )
 
-func TestImpl(t *testing.T) {
+func TestImpls(t *testing.T) {
 	loadgentest.Check(t, echoimpl.Impl())
+	loadgentest.Check(t, echoimpl.GRPCImpl())
 }
