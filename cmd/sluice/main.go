@@ -1,6 +1,7 @@
 // Command sluice is Sluice's one CLI.
 //
 //	sluice demo            run an echo server and a client for ~5s and print QPS and latency
+//	sluice call TARGET pkg.Service/Method '{json}' [-H 'k: v'] [--protocol native|grpc|connect]
 //
 // More subcommands (serve, apply, get, rollout, call, bench) arrive with
 // the control plane.
@@ -25,6 +26,7 @@ const usage = `usage: sluice <command> [flags]
 
 commands:
   demo    run an echo server and a client in one process and print QPS and p50/p99
+  call    call one method with JSON in and out: sluice call TARGET pkg.Service/Method '{json}'
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -39,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "call":
+		return call(args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
