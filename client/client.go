@@ -334,7 +334,7 @@ func (p *pool) dial(ctx context.Context, info *callinfo.Info) (conn, error) {
 	case GRPC:
 		return dialGRPC(p.addr, p.c.opts)
 	case Connect:
-		return dialConnect(p.addr, p.c.opts), nil
+		return dialConnect(p.addr, p.c.opts)
 	}
 	timeout := p.c.opts.connectTimeout
 	dctx, cancel := context.WithTimeout(ctx, timeout)

@@ -65,7 +65,7 @@ func (g *grpcConn) Call(ctx context.Context, info *callinfo.Info, req, resp any)
 		return transport.ContextError(ctx, info)
 	}
 	st := status.Convert(err)
-	return status.Err(st.Code(), st.Message())
+	return transport.CallerDeadline(ctx, info, status.Err(st.Code(), st.Message()))
 }
 
 func fullMethod(info *callinfo.Info) string {

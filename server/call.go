@@ -41,12 +41,10 @@ func newCall(parent context.Context, m *method, protocol, peer string) *call {
 }
 
 // run runs the middleware chain and the handler for req and returns the
-// reply. It counts the call for GracefulStop, applies the timeout, exposes
-// the incoming metadata, turns a panic into Internal and a context error
-// into a status that says which deadline fired.
+// reply. It applies the timeout, exposes the incoming metadata, turns a
+// panic into Internal and a context error into a status that says which
+// deadline fired.
 func (s *Server) run(cl *call, req any) (reply any, err error) {
-	s.callStarted()
-	defer s.callDone()
 	m, info := cl.m, &cl.ctx.Info
 	var ctx context.Context = &cl.ctx
 	if cl.timeout > 0 {

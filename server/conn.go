@@ -153,11 +153,15 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 	}
 	c.fr.Release() // nothing below points into the frame
 
+	// Counted from here until the reply is in the writer, so that
+	// GracefulStop, once the count is zero, only has to flush.
+	c.srv.callStarted()
 	token := c.inline.Begin()
 	reply, err := c.srv.run(cl, req)
 	reader := c.inline.End(token)
 	hold := reader && c.fr.Buffered()
 	ok := c.writeReply(h, buf, seq, m.name, p.Type, reply, err, info.ResponseMetadata, hold)
+	c.srv.callDone()
 	return ok && reader
 }
 

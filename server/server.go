@@ -405,6 +405,15 @@ func (s *Server) GracefulStop(ctx context.Context) error {
 			break
 		}
 	}
+	if err == nil {
+		// Every native reply is in its connection's writer; some may be
+		// held for coalescing. Send them before closing.
+		s.mu.Lock()
+		for c := range s.conns {
+			c.w.Flush()
+		}
+		s.mu.Unlock()
+	}
 	s.Stop()
 	return err
 }

@@ -142,7 +142,7 @@ func (cc *ClientConn) Call(ctx context.Context, info *callinfo.Info, req, resp a
 	select {
 	case err := <-p.done:
 		p.release()
-		return err
+		return CallerDeadline(ctx, info, err)
 	case <-done:
 		cc.mu.Lock()
 		_, waiting := cc.pending[seq]
@@ -183,6 +183,18 @@ func ContextError(ctx context.Context, info *callinfo.Info) error {
 		return status.Wrap(codes.DeadlineExceeded, msg, err)
 	}
 	return status.Wrap(codes.Canceled, fmt.Sprintf("client: call to %s.%s canceled by the caller", info.Service, info.Method), err)
+}
+
+// CallerDeadline returns the caller's-deadline error for a
+// DeadlineExceeded that arrives once the caller's own deadline has passed:
+// the server's copy of that deadline fired and its reply beat the caller's
+// timer, but it is the caller's deadline all the same. Other errors pass.
+func CallerDeadline(ctx context.Context, info *callinfo.Info, err error) error {
+	if err == nil || info.Deadline.IsZero() || status.Code(err) != codes.DeadlineExceeded || time.Now().Before(info.Deadline) {
+		return err
+	}
+	<-ctx.Done()
+	return ContextError(ctx, info)
 }
 
 func (cc *ClientConn) unavailable(info *callinfo.Info, err error) error {

@@ -1,3 +1,0 @@
-package client
-
-func dialConnect(addr string, o options) conn { panic("connect: not yet") }
