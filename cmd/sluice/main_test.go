@@ -10,7 +10,6 @@ import (
 )
 
 func TestDemo(t *testing.T) {
-	defer goleak.VerifyNone(t)
 	var out, errOut bytes.Buffer
 	if code := run([]string{"demo", "-d", "300ms", "-c", "8", "-size", "64"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
@@ -41,3 +40,5 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
