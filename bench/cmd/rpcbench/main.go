@@ -7,7 +7,8 @@
 //	go run ./bench/cmd/rpcbench -impl grpc,rawtcp -json results.json
 //
 // Rows: "sluice" (the native protocol), "sluice-grpc" (a stock grpc-go
-// client against the Sluice server: its gRPC path), "grpc" (stock grpc-go
+// client against the Sluice server: its gRPC path), "sluice-connect" (a
+// stock connect-go client against it: the Connect path), "grpc" (stock grpc-go
 // on both sides) and "rawtcp" (a framework-free echo over one TCP
 // connection: the machine's floor). See internal/loadgen/echoimpl.
 // Allocations and CPU per call count client and server together.
@@ -41,6 +42,7 @@ func impls() []loadgen.Impl {
 	return []loadgen.Impl{
 		echoimpl.Impl(),
 		echoimpl.GRPCImpl(),
+		echoimpl.ConnectImpl(),
 		grpcimpl.Impl(),
 		rawtcp.Impl(),
 	}

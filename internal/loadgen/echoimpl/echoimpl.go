@@ -13,6 +13,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+
+	"connectrpc.com/connect"
 
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/examples/echo"
@@ -56,6 +59,27 @@ func GRPCImpl() loadgen.Impl {
 			return func(ctx context.Context, in *echopb.EchoRequest, _ ...client.CallOption) (*echopb.EchoResponse, error) {
 				return cl.Echo(ctx, in)
 			}, func() { cc.Close() }, nil
+		})
+	}}
+}
+
+// ConnectImpl returns the "sluice-connect" row: the same Sluice server
+// called by a stock connect-go client (protobuf body, HTTP/1.1, Go's
+// default transport with enough idle connections for every caller).
+func ConnectImpl() loadgen.Impl {
+	return loadgen.Impl{Name: "sluice-connect", Start: func(payload []byte) (func(context.Context) error, func(), error) {
+		return withServer(payload, func(addr string) (echoFunc, func(), error) {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.MaxIdleConnsPerHost = 256
+			hc := &http.Client{Transport: tr}
+			cl := connect.NewClient[echopb.EchoRequest, echopb.EchoResponse](hc, "http://"+addr+"/"+echopb.EchoService_ServiceName+"/Echo")
+			return func(ctx context.Context, in *echopb.EchoRequest, _ ...client.CallOption) (*echopb.EchoResponse, error) {
+				resp, err := cl.CallUnary(ctx, connect.NewRequest(in))
+				if err != nil {
+					return nil, err
+				}
+				return resp.Msg, nil
+			}, tr.CloseIdleConnections, nil
 		})
 	}}
 }

@@ -10,4 +10,5 @@ import (
 func TestImpls(t *testing.T) {
 	loadgentest.Check(t, echoimpl.Impl())
 	loadgentest.Check(t, echoimpl.GRPCImpl())
+	loadgentest.Check(t, echoimpl.ConnectImpl())
 }
