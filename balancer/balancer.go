@@ -26,6 +26,9 @@ type PickInfo struct {
 type DoneInfo struct {
 	Err     error
 	Latency time.Duration
+	// End is when the call ended, so a picker need not read the clock
+	// again; zero when the caller did not say.
+	End time.Time
 }
 
 // PickResult is the chosen instance and an optional completion callback.

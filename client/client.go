@@ -192,7 +192,8 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 		err = cc.Call(ctx, info, req, resp)
 	}
 	if res.Done != nil {
-		res.Done(balancer.DoneInfo{Err: err, Latency: time.Since(start)})
+		end := time.Now()
+		res.Done(balancer.DoneInfo{Err: err, Latency: end.Sub(start), End: end})
 	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sluicerpc/sluice/balancer/roundrobin"
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/examples/echo"
@@ -50,7 +51,7 @@ func TestTargets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
-			c, err := client.New(tt.target)
+			c, err := client.New(tt.target, client.WithBalancer(roundrobin.Builder{}))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("New(%q) = %v, want error with %q", tt.target, err, tt.wantErr)
@@ -188,5 +189,26 @@ func TestDialRefused(t *testing.T) {
 	_, err = echopb.NewEchoServiceClient(c).Echo(context.Background(), &echopb.EchoRequest{})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "dialing "+addr) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDefaultBalancerUsesEveryInstance(t *testing.T) {
+	a, b := startEcho(t), startEcho(t)
+	c, err := client.New(a + "," + b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl := echopb.NewEchoServiceClient(c)
+	seen := map[string]int{}
+	for i := 0; i < 200; i++ {
+		resp, err := cl.Echo(context.Background(), &echopb.EchoRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[resp.ServedBy]++
+	}
+	if seen[a] == 0 || seen[b] == 0 {
+		t.Fatalf("P2C left an instance unused: %v", seen)
 	}
 }

@@ -7,7 +7,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/sluicerpc/sluice/balancer"
-	"github.com/sluicerpc/sluice/balancer/roundrobin"
+	"github.com/sluicerpc/sluice/balancer/outlier"
+	"github.com/sluicerpc/sluice/balancer/p2c"
 	"github.com/sluicerpc/sluice/codec"
 	"github.com/sluicerpc/sluice/codec/proto"
 	"github.com/sluicerpc/sluice/discovery"
@@ -87,7 +88,7 @@ const DefaultConnsPerAddr = 2
 // defaultOptions holds every default in one place.
 func defaultOptions() options {
 	return options{
-		balancer:       roundrobin.Builder{},
+		balancer:       defaultBalancer(),
 		connsPerAddr:   DefaultConnsPerAddr,
 		connectTimeout: 2 * time.Second,
 		maxFrameSize:   ttheader.DefaultMaxFrameSize,
@@ -107,7 +108,20 @@ func WithResolver(r discovery.Resolver) Option {
 	return func(o *options) { o.resolver = r }
 }
 
-// WithBalancer sets how an instance is picked (default round-robin).
+// defaultBalancer is P2C over EWMA latency and in-flight calls, with
+// passive outlier ejection (5 failures in a row eject an instance for 30 s
+// × its ejection count, at most 300 s, never more than half of the set).
+func defaultBalancer() balancer.Builder {
+	b, err := outlier.New(p2c.New(), outlier.Config{})
+	if err != nil {
+		panic(err) // the zero Config is valid
+	}
+	return b
+}
+
+// WithBalancer sets how an instance is picked (default P2C with outlier
+// ejection; see the balancer sub-packages for round-robin, weighted
+// round-robin, weighted random and ring hash).
 func WithBalancer(b balancer.Builder) Option {
 	return func(o *options) {
 		if b != nil {

@@ -186,6 +186,27 @@ func RangeOutgoing(ctx context.Context, a Adder) {
 	}
 }
 
+// OutgoingValue returns the first outgoing value of key in ctx, the one
+// FromOutgoing(ctx) would list first, without building an MD.
+func OutgoingValue(ctx context.Context, key string) (string, bool) {
+	o, ok := ctx.Value(outgoingKey{}).(outgoing)
+	if !ok {
+		return "", false
+	}
+	key = lower(key)
+	if vs := o.md[key]; len(vs) > 0 {
+		return vs[0], true
+	}
+	for _, kv := range o.added {
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i] == key {
+				return kv[i+1], true
+			}
+		}
+	}
+	return "", false
+}
+
 // NewIncomingContext returns ctx carrying md as the metadata the current
 // call arrived with. Servers call it; handlers read it with FromIncoming.
 func NewIncomingContext(ctx context.Context, md MD) context.Context {

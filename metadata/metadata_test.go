@@ -72,3 +72,22 @@ func TestMDHelpers(t *testing.T) {
 	}()
 	metadata.Pairs("odd")
 }
+
+func TestOutgoingValue(t *testing.T) {
+	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("a", "1"))
+	ctx = metadata.AppendToOutgoing(ctx, "B", "2", "a", "3")
+	for _, tc := range []struct {
+		key, want string
+		ok        bool
+	}{{"a", "1", true}, {"b", "2", true}, {"B", "2", true}, {"c", "", false}} {
+		if got, ok := metadata.OutgoingValue(ctx, tc.key); got != tc.want || ok != tc.ok {
+			t.Errorf("OutgoingValue(%q) = %q, %v", tc.key, got, ok)
+		}
+	}
+	if _, ok := metadata.OutgoingValue(context.Background(), "a"); ok {
+		t.Error("empty context has a value")
+	}
+	if n := testing.AllocsPerRun(100, func() { metadata.OutgoingValue(ctx, "b") }); n != 0 {
+		t.Errorf("OutgoingValue allocates %v times", n)
+	}
+}
