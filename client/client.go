@@ -53,7 +53,7 @@ type Client struct {
 
 // New returns a Client for target:
 //
-//   - "host:port" or "host:port,host:port": a fixed list, round-robin;
+//   - "host:port" or "host:port,host:port": a fixed list;
 //   - "static:///host:port,host:port": the same;
 //   - "scheme:///name" with WithResolver: name is resolved by the resolver.
 //
