@@ -85,10 +85,10 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 		}
 		cl := newCall(ctx, m, "grpc", addr)
 		if md, ok := grpcmd.FromIncomingContext(ctx); ok {
-			cl.ctx.Info.Metadata = userMetadata(md)
-			if v := md.Get(ttheader.KeyAttempt); len(v) > 0 {
+			if v := md[ttheader.KeyAttempt]; len(v) > 0 {
 				cl.ctx.Info.Attempt = atoiOr(v[0], 1)
 			}
+			cl.ctx.Info.Metadata = userMetadata(md)
 		}
 		reply, err := s.run(cl, req)
 		if rmd := cl.ctx.Info.ResponseMetadata; len(rmd) > 0 {
@@ -98,20 +98,19 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 	}
 }
 
-// userMetadata drops what HTTP/2 and gRPC put in every request, so that a
-// middleware sees the same metadata whichever protocol carried the call.
+// userMetadata drops, in place, what HTTP/2 and gRPC put in every request,
+// so that a middleware sees the same metadata whichever protocol carried
+// the call. md must be the caller's own copy (FromIncomingContext makes one).
 func userMetadata(md grpcmd.MD) metadata.MD {
-	out := make(metadata.MD, len(md))
-	for k, v := range md {
+	for k := range md {
 		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") || k == "content-type" || k == "user-agent" || k == "te" || k == ttheader.KeyAttempt {
-			continue
+			delete(md, k)
 		}
-		out[k] = v
 	}
-	if len(out) == 0 {
+	if len(md) == 0 {
 		return nil
 	}
-	return out
+	return metadata.MD(md)
 }
 
 // connQueue is a net.Listener whose connections come from the sniffer.
