@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,6 +165,18 @@ func TestHealthOnEveryProtocol(t *testing.T) {
 			err = c.Invoke(context.Background(), "/grpc.health.v1.Health/Check", &healthpb.HealthCheckRequest{Service: echopb.EchoService_ServiceName}, &r)
 			return r.Status, err
 		},
+	}
+	check["connect"] = func() (healthpb.HealthCheckResponse_ServingStatus, error) {
+		res, err := http.Post("http://"+f.addr+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader(`{"service":"sluice.examples.echo.v1.EchoService"}`))
+		if err != nil {
+			return 0, err
+		}
+		defer res.Body.Close()
+		var out struct{ Status string }
+		if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+			return 0, err
+		}
+		return healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[out.Status]), nil
 	}
 	for name, fn := range check {
 		if st, err := fn(); err != nil || st != healthpb.HealthCheckResponse_SERVING {
