@@ -340,8 +340,14 @@ func (p *pool) dial(ctx context.Context, info *callinfo.Info) (conn, error) {
 	timeout := p.c.opts.connectTimeout
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(dctx, "tcp", p.addr)
+	var nc net.Conn
+	var err error
+	if dial := p.c.opts.dialer; dial != nil {
+		nc, err = dial(dctx, p.addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(dctx, "tcp", p.addr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, transport.ContextError(ctx, info)

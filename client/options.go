@@ -1,7 +1,9 @@
 package client
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,6 +32,7 @@ type options struct {
 	shortService   bool
 	protocol       Protocol
 	grpcOptions    []grpc.DialOption
+	dialer         func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Protocol is the wire protocol a Client speaks.
@@ -137,6 +140,13 @@ func WithConnsPerAddr(n int) Option {
 			o.connsPerAddr = n
 		}
 	}
+}
+
+// WithDialer sets how the native protocol opens connections (default a
+// net.Dialer over TCP): unix sockets, network namespaces, tests. The
+// context carries the connect timeout.
+func WithDialer(dial func(ctx context.Context, addr string) (net.Conn, error)) Option {
+	return func(o *options) { o.dialer = dial }
 }
 
 // WithConnectTimeout bounds dialing one instance (default 2s); the caller's

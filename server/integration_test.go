@@ -222,34 +222,25 @@ func TestServerDeadlineErrorNamesDeadline(t *testing.T) {
 }
 
 func TestConnectTimeoutErrorNamesConnect(t *testing.T) {
-	// A listener whose backlog is full does not complete new handshakes, so
-	// dialing it hangs until the connect timeout fires.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A dialer that never completes: the connect timeout fires, well before
+	// the caller's own deadline.
+	hang := func(ctx context.Context, addr string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
-	defer ln.Close()
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	hung := false
-	for i := 0; i < 4096 && !hung; i++ {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), 20*time.Millisecond)
-		if err != nil {
-			hung = true
-			break
-		}
-		held = append(held, c)
-	}
-	if !hung {
-		t.Skip("could not fill the listen backlog on this machine")
-	}
-	cl := dial(t, ln.Addr().String(), client.WithConnectTimeout(50*time.Millisecond))
-	_, err = cl.Echo(context.Background(), &echopb.EchoRequest{Message: "x"})
+	cl := dial(t, "127.0.0.1:1", client.WithDialer(hang), client.WithConnectTimeout(50*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := cl.Echo(ctx, &echopb.EchoRequest{Message: "x"})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "connect timeout of 50ms") {
+		t.Fatalf("got %v", err)
+	}
+	// When the caller's deadline is the shorter one, it is the one named.
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	cl = dial(t, "127.0.0.1:1", client.WithDialer(hang), client.WithConnectTimeout(time.Minute))
+	_, err = cl.Echo(ctx, &echopb.EchoRequest{Message: "x"})
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "caller's deadline of 20ms") {
 		t.Fatalf("got %v", err)
 	}
 }

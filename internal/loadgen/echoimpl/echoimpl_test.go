@@ -10,5 +10,7 @@ import (
 func TestImpls(t *testing.T) {
 	loadgentest.Check(t, echoimpl.Impl())
 	loadgentest.Check(t, echoimpl.GRPCImpl())
-	loadgentest.Check(t, echoimpl.ConnectImpl())
+	// HTTP/1.1 holds a connection per call: 1,000 calls of 100 KiB under
+	// the race detector take too long to be a useful test.
+	loadgentest.CheckSizes(t, echoimpl.ConnectImpl(), []int{0, 1024})
 }

@@ -26,7 +26,13 @@ var Sizes = []int{0, 1, 1024, 100 << 10}
 // context fails, stops impl and verifies no goroutine is left behind.
 func Check(t *testing.T, impl loadgen.Impl) {
 	t.Helper()
-	for _, size := range Sizes {
+	CheckSizes(t, impl, Sizes)
+}
+
+// CheckSizes is Check over the given payload sizes.
+func CheckSizes(t *testing.T, impl loadgen.Impl, sizes []int) {
+	t.Helper()
+	for _, size := range sizes {
 		t.Run(fmt.Sprintf("%s/size=%d", impl.Name, size), func(t *testing.T) {
 			defer goleak.VerifyNone(t)
 			check(t, impl, size)
