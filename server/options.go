@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluicerpc/sluice/codec"
 	"github.com/sluicerpc/sluice/codec/proto"
+	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
@@ -24,6 +25,9 @@ type options struct {
 	grpcOptions  []grpc.ServerOption
 	reflection   bool
 	sniff        transport.SniffTimeouts
+	registry     discovery.Registry
+	instance     discovery.Instance
+	regGrace     time.Duration
 }
 
 // defaultOptions holds every default in one place.
@@ -34,7 +38,30 @@ func defaultOptions() options {
 		logger:       slog.Default(),
 		codec:        proto.Codec,
 		reflection:   true,
+		regGrace:     500 * time.Millisecond,
 		sniff:        transport.SniffTimeouts{First: 10 * time.Second, H2Headers: 10 * time.Second},
+	}
+}
+
+// WithRegistry announces the server in reg as instance once it is serving,
+// and withdraws it first thing in GracefulStop (and Stop), so clients stop
+// sending before the drain. instance.Service names the service in the
+// registry (required); instance.Addr defaults to the first listener's
+// address, which must then be reachable by clients (not 0.0.0.0 or [::]).
+func WithRegistry(reg discovery.Registry, instance discovery.Instance) Option {
+	return func(o *options) {
+		o.registry, o.instance = reg, instance
+	}
+}
+
+// WithDeregisterGrace sets how long GracefulStop waits after withdrawing
+// the registration before it stops accepting, so that clients learn of it
+// first (default 500ms when a registry is set).
+func WithDeregisterGrace(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.regGrace = d
+		}
 	}
 }
 

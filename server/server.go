@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/metadata"
@@ -60,6 +61,8 @@ type Server struct {
 	sniffing  map[net.Conn]struct{} // accepted, protocol not known yet
 	monitor   *transport.Monitor
 	started   bool
+	// registered is what was announced in the registry, until withdrawn.
+	registered *discovery.Instance
 
 	// The other two protocols, built at the first Serve.
 	grpc    *grpc.Server
@@ -216,13 +219,20 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.monitor = transport.NewMonitor(s.opts.handOffTick)
 		s.startProtocols(ln.Addr())
 	}
+	register := false
 	if s.state.CompareAndSwap(stateNew, stateServing) {
 		s.health.Resume() // every registered service: SERVING
+		register = s.opts.registry != nil
 	}
 	s.listeners[ln] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	if register {
+		if err := s.register(ln.Addr()); err != nil {
+			s.opts.logger.Error("server: registering", "service", s.opts.instance.Service, "err", err)
+		}
+	}
 
 	var backoff time.Duration
 	for {
@@ -328,6 +338,7 @@ func (s *Server) draining() bool { return s.state.Load() == stateDraining }
 // their contexts cancelled; their callers see Unavailable.
 func (s *Server) Stop() {
 	s.state.Store(stateStopped)
+	s.deregister()
 	s.startDrain()
 	s.mu.Lock()
 	for ln := range s.listeners {
@@ -366,6 +377,13 @@ func (s *Server) GracefulStop(ctx context.Context) error {
 	if !s.state.CompareAndSwap(stateServing, stateDraining) && !s.state.CompareAndSwap(stateNew, stateDraining) {
 		if s.state.Load() == stateStopped {
 			return nil
+		}
+	}
+	if s.deregister() && s.opts.regGrace > 0 {
+		// Let clients hear of it before the listeners close.
+		select {
+		case <-time.After(s.opts.regGrace):
+		case <-ctx.Done():
 		}
 	}
 	s.startDrain()
@@ -416,6 +434,41 @@ func (s *Server) GracefulStop(ctx context.Context) error {
 	}
 	s.Stop()
 	return err
+}
+
+// register announces the server in its registry.
+func (s *Server) register(addr net.Addr) error {
+	in := s.opts.instance
+	if in.Service == "" {
+		return errors.New("server: WithRegistry needs an Instance with a Service name")
+	}
+	if in.Addr == "" {
+		in.Addr = addr.String()
+	}
+	s.mu.Lock()
+	s.registered = &in
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	return s.opts.registry.Register(ctx, in)
+}
+
+// deregister withdraws the registration, once; it reports whether there
+// was one.
+func (s *Server) deregister() bool {
+	s.mu.Lock()
+	in := s.registered
+	s.registered = nil
+	s.mu.Unlock()
+	if in == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.opts.registry.Deregister(ctx, *in); err != nil {
+		s.opts.logger.Warn("server: deregistering", "service", in.Service, "addr", in.Addr, "err", err)
+	}
+	return true
 }
 
 // startDrain turns health to NOT_SERVING and ends health watches.
