@@ -1,7 +1,7 @@
-// Package discovery defines how clients find instances of a service: a
-// Resolver watches one service and hands over whole snapshots of its
-// Instances. Implementations live in sub-packages (discovery/static now;
-// discovery/etcd later).
+// Package discovery defines how servers announce themselves and how clients
+// find instances of a service: a Registry registers Instances, a Resolver
+// watches one service and hands over whole snapshots of its Instances.
+// Implementations live in sub-packages (discovery/static, discovery/etcd).
 //
 //	r := static.New("127.0.0.1:8080", "127.0.0.1:8081")
 //	closer, _ := r.Resolve(ctx, "echo", func(ins []discovery.Instance) { ... })
@@ -44,4 +44,16 @@ type Resolver interface {
 	// may keep them.
 	// Close the returned Closer to stop watching.
 	Resolve(ctx context.Context, service string, update func([]Instance)) (io.Closer, error)
+}
+
+// Registry announces instances so that Resolvers find them.
+// An implementation may also be an io.Closer; closing it deregisters
+// everything it registered.
+type Registry interface {
+	// Register announces in and keeps the registration alive (through
+	// lost leases, store restarts, ...) until Deregister or Close.
+	// Registering the same Service and Addr again updates the instance.
+	Register(ctx context.Context, in Instance) error
+	// Deregister withdraws the instance with in's Service and Addr.
+	Deregister(ctx context.Context, in Instance) error
 }
