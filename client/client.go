@@ -24,6 +24,7 @@ import (
 	"github.com/sluicerpc/sluice/balancer"
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/discovery"
+	"github.com/sluicerpc/sluice/discovery/etcd"
 	"github.com/sluicerpc/sluice/discovery/static"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
@@ -42,6 +43,8 @@ type Client struct {
 	ep      endpoint.Endpoint
 	picker  atomic.Pointer[balancer.Picker]
 	watch   io.Closer
+	// ownResolver is a resolver New made (for etcd:/// targets), closed with the client.
+	ownResolver io.Closer
 
 	// pools maps addresses to connection pools. Calls read it without a
 	// lock; changes copy it under mu.
@@ -55,6 +58,8 @@ type Client struct {
 //
 //   - "host:port" or "host:port,host:port": a fixed list;
 //   - "static:///host:port,host:port": the same;
+//   - "etcd:///name": the instances registered in etcd under name, found at
+//     WithEtcdEndpoints or $SLUICE_ETCD (default 127.0.0.1:2379);
 //   - "scheme:///name" with WithResolver: name is resolved by the resolver.
 //
 // New does not dial; connections open on first use.
@@ -79,6 +84,13 @@ func New(target string, opts ...Option) (*Client, error) {
 		}
 		r := static.Parse(addrs)
 		o.resolver, c.service = r, addrs
+	case scheme == "etcd":
+		// etcd:///service: endpoints from WithEtcdEndpoints, else $SLUICE_ETCD.
+		r, err := etcd.NewResolver(etcd.Config{Endpoints: etcd.Endpoints(strings.Join(o.etcdEndpoints, ","))})
+		if err != nil {
+			return nil, fmt.Errorf("client: target %q: %w", target, err)
+		}
+		o.resolver, c.service, c.ownResolver = r, rest, r
 	default:
 		return nil, fmt.Errorf("client: target %q: no resolver for scheme %q (use client.WithResolver)", target, scheme)
 	}
@@ -88,6 +100,9 @@ func New(target string, opts ...Option) (*Client, error) {
 	c.ep = endpoint.Chain(o.middlewares...)(c.send)
 	w, err := o.resolver.Resolve(context.Background(), c.service, c.update)
 	if err != nil {
+		if c.ownResolver != nil {
+			c.ownResolver.Close()
+		}
 		return nil, fmt.Errorf("client: resolving %q: %w", target, err)
 	}
 	c.watch = w
@@ -241,7 +256,13 @@ func (c *Client) Close() error {
 	for _, pl := range pools {
 		pl.close()
 	}
-	return c.watch.Close()
+	err := c.watch.Close()
+	if c.ownResolver != nil {
+		if cerr := c.ownResolver.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // pool keeps up to connsPerAddr connections to one address and spreads

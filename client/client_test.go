@@ -46,7 +46,7 @@ func TestTargets(t *testing.T) {
 		{target: a + "," + b, want: []string{a, b}},
 		{target: " " + a + " , " + b + " ,", want: []string{a, b}},
 		{target: "static:///" + a + "," + b, want: []string{a, b}},
-		{target: "etcd:///echo", wantErr: `no resolver for scheme "etcd"`},
+		{target: "consul:///echo", wantErr: `no resolver for scheme "consul"`},
 		{target: "", wantErr: "empty target"},
 	}
 	for _, tt := range tests {

@@ -33,6 +33,7 @@ type options struct {
 	protocol       Protocol
 	grpcOptions    []grpc.DialOption
 	dialer         func(ctx context.Context, addr string) (net.Conn, error)
+	etcdEndpoints  []string
 }
 
 // Protocol is the wire protocol a Client speaks.
@@ -140,6 +141,12 @@ func WithConnsPerAddr(n int) Option {
 			o.connsPerAddr = n
 		}
 	}
+}
+
+// WithEtcdEndpoints sets the etcd cluster an etcd:///service target is
+// resolved in (default: $SLUICE_ETCD, else 127.0.0.1:2379).
+func WithEtcdEndpoints(endpoints ...string) Option {
+	return func(o *options) { o.etcdEndpoints = endpoints }
 }
 
 // WithDialer sets how the native protocol opens connections (default a

@@ -2,9 +2,11 @@
 //
 //	sluice demo            run an echo server and a client for ~5s and print QPS and latency
 //	sluice call TARGET pkg.Service/Method '{json}' [-H 'k: v'] [--protocol native|grpc|connect]
+//	sluice serve [--data-dir D] [--etcd-listen A] [--etcd-endpoints a,b,c] [--listen A] [--peers ...]
+//	sluice get services | instances NAME | rules
+//	sluice apply -f rules.yaml
 //
-// More subcommands (serve, apply, get, rollout, call, bench) arrive with
-// the control plane.
+// More subcommands (rollout, bench) arrive with later features.
 package main
 
 import (
@@ -27,6 +29,9 @@ const usage = `usage: sluice <command> [flags]
 commands:
   demo    run an echo server and a client in one process and print QPS and p50/p99
   call    call one method with JSON in and out: sluice call TARGET pkg.Service/Method '{json}'
+  serve   run the control plane: embedded etcd (or --etcd-endpoints) and the admin API
+  get     sluice get services | instances NAME | rules
+  apply   sluice apply -f FILE: apply governance rule documents, all or none
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -43,6 +48,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "call":
 		return call(args[1:], os.Stdin, stdout, stderr)
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "get":
+		return get(args[1:], stdout, stderr)
+	case "apply":
+		return apply(args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

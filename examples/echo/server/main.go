@@ -1,6 +1,10 @@
 // Command server serves the echo example.
 //
 //	go run ./examples/echo/server --addr 127.0.0.1:8080 --delay 2ms --fail-rate 0.05
+//	go run ./examples/echo/server --addr 127.0.0.1:8081 \
+//	    --registry etcd://127.0.0.1:2379 --service echo --labels version=v2,lane=blue
+//
+// On SIGINT or SIGTERM it withdraws its registration first, then drains.
 package main
 
 import (
@@ -11,47 +15,94 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/sluicerpc/sluice/discovery"
+	"github.com/sluicerpc/sluice/discovery/etcd"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/server"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
-	failRate := flag.Float64("fail-rate", 0, "fraction of calls answered with Unavailable")
-	delay := flag.Duration("delay", 0, "delay before each reply")
+	var f flags
+	flag.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen address")
+	flag.Float64Var(&f.failRate, "fail-rate", 0, "fraction of calls answered with Unavailable")
+	flag.DurationVar(&f.delay, "delay", 0, "delay before each reply")
+	flag.StringVar(&f.registry, "registry", "", "register in this etcd, e.g. etcd://127.0.0.1:2379")
+	flag.StringVar(&f.service, "service", "echo", "service name in the registry")
+	flag.StringVar(&f.labels, "labels", "", "instance labels, e.g. version=v2,lane=blue")
+	flag.IntVar(&f.weight, "weight", 0, "instance weight (0: the default, 100)")
 	flag.Parse()
-	if err := run(*addr, *failRate, *delay); err != nil {
+	if err := run(f); err != nil {
 		fmt.Fprintln(os.Stderr, "echo server:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, failRate float64, delay time.Duration) error {
-	if failRate < 0 || failRate > 1 {
-		return fmt.Errorf("--fail-rate %v: want a fraction between 0 and 1", failRate)
+type flags struct {
+	addr, registry, service, labels string
+	failRate                        float64
+	delay                           time.Duration
+	weight                          int
+}
+
+func run(f flags) error {
+	if f.failRate < 0 || f.failRate > 1 {
+		return fmt.Errorf("--fail-rate %v: want a fraction between 0 and 1", f.failRate)
 	}
-	ln, err := net.Listen("tcp", addr)
+	labels, err := parseLabels(f.labels)
 	if err != nil {
 		return err
 	}
-	s := server.New()
-	echopb.RegisterEchoServiceServer(s, &echo.Service{ServedBy: ln.Addr().String(), FailRate: failRate, Delay: delay})
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return err
+	}
+	var opts []server.Option
+	if f.registry != "" {
+		if !strings.HasPrefix(f.registry, "etcd://") {
+			return fmt.Errorf("--registry %q: want etcd://host:port[,host:port]", f.registry)
+		}
+		reg, err := etcd.NewRegistry(etcd.Config{Endpoints: etcd.Endpoints(f.registry)})
+		if err != nil {
+			return err
+		}
+		defer reg.Close()
+		opts = append(opts, server.WithRegistry(reg, discovery.Instance{Service: f.service, Weight: f.weight, Labels: labels}))
+	}
+	s := server.New(opts...)
+	echopb.RegisterEchoServiceServer(s, &echo.Service{ServedBy: ln.Addr().String(), FailRate: f.failRate, Delay: f.delay})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-sig
-		slog.Info("echo server: draining")
+		slog.Info("echo server: deregistering and draining")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		s.GracefulStop(ctx)
 	}()
-	slog.Info("echo server: serving", "addr", ln.Addr().String())
+	slog.Info("echo server: serving", "addr", ln.Addr().String(), "service", f.service, "labels", labels)
 	if err := s.Serve(ln); err != nil && err != server.ErrServerStopped {
 		return err
 	}
 	return nil
+}
+
+// parseLabels parses "k=v,k2=v2".
+func parseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
