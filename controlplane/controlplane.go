@@ -223,4 +223,3 @@ func (p *Plane) Err() <-chan error {
 	}
 	return p.etcd.Err()
 }
-
