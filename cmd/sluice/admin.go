@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -83,17 +84,18 @@ func get(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	server := fs.String("server", "", "control plane admin address (default $SLUICE_SERVER or 127.0.0.1:7070)")
 	output := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
 	base := adminURL(*server)
 	var path string
 	switch {
-	case fs.NArg() == 1 && fs.Arg(0) == "services":
+	case len(pos) == 1 && pos[0] == "services":
 		path = "/api/v1/services"
-	case fs.NArg() == 2 && fs.Arg(0) == "instances":
-		path = "/api/v1/services/" + fs.Arg(1) + "/instances"
-	case fs.NArg() == 1 && fs.Arg(0) == "rules":
+	case len(pos) == 2 && pos[0] == "instances":
+		path = "/api/v1/services/" + url.PathEscape(pos[1]) + "/instances"
+	case len(pos) == 1 && pos[0] == "rules":
 		path = "/api/v1/rules"
 	default:
 		fmt.Fprintln(stderr, "usage: sluice get services | instances NAME | rules [-o json] [--server ADDR]")
@@ -109,7 +111,7 @@ func get(args []string, stdout, stderr io.Writer) int {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
-	switch fs.Arg(0) {
+	switch pos[0] {
 	case "services":
 		var ss []controlplane.Service
 		json.Unmarshal(body, &ss)
@@ -153,15 +155,15 @@ func apply(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	server := fs.String("server", "", "control plane admin address (default $SLUICE_SERVER or 127.0.0.1:7070)")
 	file := fs.String("f", "", "YAML or JSON file of rule documents (- for stdin)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
-	if *file == "" || fs.NArg() > 0 {
+	if *file == "" || len(pos) > 0 {
 		fmt.Fprintln(stderr, "usage: sluice apply -f FILE [--server ADDR]")
 		return 2
 	}
 	var data []byte
-	var err error
 	if *file == "-" {
 		data, err = io.ReadAll(stdin)
 	} else {
@@ -185,8 +187,8 @@ func apply(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // adminDo calls the admin API; on an error answer it prints the error and
 // every rejected field and returns exit code 1.
-func adminDo(method, url string, body []byte, stderr io.Writer) ([]byte, int) {
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+func adminDo(method, target string, body []byte, stderr io.Writer) ([]byte, int) {
+	req, err := http.NewRequest(method, target, bytes.NewReader(body))
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return nil, 2

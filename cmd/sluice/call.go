@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sluicerpc/sluice/client"
+	"github.com/sluicerpc/sluice/discovery"
+	"github.com/sluicerpc/sluice/discovery/etcd"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/status"
 	"google.golang.org/grpc"
@@ -33,7 +35,7 @@ const callUsage = `usage: sluice call [flags] TARGET pkg.Service/Method [JSON]
 Calls one method with a JSON request (default {}; - reads stdin) and prints
 the JSON reply. The request and reply types come from the server's
 reflection service. TARGET is anything the client accepts: host:port, a
-comma-separated list, static:///a,b.
+comma-separated list, static:///a,b, etcd:///name.
 
 flags:
 `
@@ -65,17 +67,11 @@ func call(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&headers, "H", "request metadata 'key: value' (repeatable)")
 	protoName := fs.String("protocol", "native", "wire protocol: native, grpc or connect")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of the call, reflection included")
+	etcdEndpoints := fs.String("etcd", "", "etcd endpoints for etcd:///name targets (default $SLUICE_ETCD, else 127.0.0.1:2379)")
 	// Flags may come before, between or after the positional arguments.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
 	}
 	if len(pos) < 2 || len(pos) > 3 {
 		fs.Usage()
@@ -107,14 +103,18 @@ func call(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	c, err := client.New(target, client.WithProtocol(protocol))
+	copts := []client.Option{client.WithProtocol(protocol)}
+	if *etcdEndpoints != "" {
+		copts = append(copts, client.WithEtcdEndpoints(etcd.Endpoints(*etcdEndpoints)...))
+	}
+	c, err := client.New(target, copts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice call:", err)
 		return 2
 	}
 	defer c.Close()
 
-	md, err := describe(ctx, c, target, protocol, svcName, methodName)
+	md, err := describe(ctx, c, target, *etcdEndpoints, protocol, svcName, methodName)
 	if err != nil {
 		return fail(stderr, "reflection", err)
 	}
@@ -157,14 +157,18 @@ func fail(stderr io.Writer, stage string, err error) int {
 // describe finds the method's descriptor through the server's reflection
 // service: the one-question-per-call form over the native protocol and
 // Connect, the standard stream over gRPC.
-func describe(ctx context.Context, c *client.Client, target string, protocol client.Protocol, svc, method string) (protoreflect.MethodDescriptor, error) {
+func describe(ctx context.Context, c *client.Client, target, etcdEndpoints string, protocol client.Protocol, svc, method string) (protoreflect.MethodDescriptor, error) {
 	ask := func(req *reflectionpb.ServerReflectionRequest) (*reflectionpb.ServerReflectionResponse, error) {
 		var resp reflectionpb.ServerReflectionResponse
 		err := c.Invoke(ctx, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", req, &resp)
 		return &resp, err
 	}
 	if protocol == client.GRPC {
-		addr, _, _ := strings.Cut(strings.TrimPrefix(target, "static:///"), ",")
+		// The standard reflection stream needs a channel to one instance.
+		addr, err := firstAddr(ctx, target, etcdEndpoints)
+		if err != nil {
+			return nil, err
+		}
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return nil, err
@@ -202,6 +206,34 @@ func describe(ctx context.Context, c *client.Client, target string, protocol cli
 		return nil, status.Errorf(codes.Unimplemented, "%s/%s is streaming; sluice call makes unary calls", svc, method)
 	}
 	return md, nil
+}
+
+// firstAddr resolves target to one instance address.
+func firstAddr(ctx context.Context, target, etcdEndpoints string) (string, error) {
+	name, ok := strings.CutPrefix(target, "etcd:///")
+	if !ok {
+		addr, _, _ := strings.Cut(strings.TrimPrefix(target, "static:///"), ",")
+		return strings.TrimSpace(addr), nil
+	}
+	r, err := etcd.NewResolver(etcd.Config{Endpoints: etcd.Endpoints(etcdEndpoints)})
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	var addr string
+	w, err := r.Resolve(ctx, name, func(ins []discovery.Instance) {
+		if len(ins) > 0 && addr == "" {
+			addr = ins[0].Addr
+		}
+	})
+	if err != nil {
+		return "", err
+	}
+	w.Close()
+	if addr == "" {
+		return "", status.Errorf(codes.Unavailable, "no instances of %s in etcd", name)
+	}
+	return addr, nil
 }
 
 // fetchFiles asks for the file defining symbol and then for every

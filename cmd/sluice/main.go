@@ -34,7 +34,10 @@ commands:
   apply   sluice apply -f FILE: apply governance rule documents, all or none
 `
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) int { return runCmd(args, stdout, stderr) }
+
+// runCmd dispatches a subcommand; stdin is the process's.
+func runCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -91,4 +94,20 @@ func demo(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d calls failed; first: %v", res.Errors, res.FirstError)
 	}
 	return nil
+}
+
+// parseArgs parses fs's flags wherever they stand among the positional
+// arguments, and returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
