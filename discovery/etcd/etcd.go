@@ -23,11 +23,12 @@
 // go when the lease expires, one TTL later.
 //
 // A Resolver lists the service, then watches from the revision it listed.
-// When the watch fails (history compacted, etcd lost its leader, etcd
-// restarted) it lists again and watches again, handing over a snapshot only
-// when the set of instances changed. While etcd is unreachable it hands over
-// nothing, so the client keeps using the last snapshot; an empty snapshot
-// always means the service has no instances.
+// When the watch fails or its stream reconnects (history compacted, etcd
+// lost its leader, etcd restarted, even without its data) it lists again and
+// watches again, handing over a snapshot only when the set of instances
+// changed. While etcd is unreachable it hands over nothing, so the client
+// keeps using the last snapshot; an empty snapshot always means the service
+// has no instances.
 //
 // # Example
 //

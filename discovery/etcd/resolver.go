@@ -11,11 +11,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/sluicerpc/sluice/discovery"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // Resolver watches services in etcd. It implements discovery.Resolver and
@@ -28,20 +29,11 @@ type Resolver struct {
 	mu      sync.Mutex
 	watches map[*watch]struct{}
 	closed  bool
-	started bool          // check is running
-	stop    chan struct{} // closed by Close: stops check
-	checked chan struct{} // closed when check returns
 
-	// checkEvery is how often check runs; tests shorten it.
-	checkEvery time.Duration
 	// beforeWatch, when set (by tests), runs before each etcd watch starts
 	// from revision rev+1, on the goroutine that is going to watch.
 	beforeWatch func(service string, rev int64)
 }
-
-// defaultCheckEvery is how often a Resolver checks that etcd has not gone
-// back in time.
-const defaultCheckEvery = 10 * time.Second
 
 // NewResolver returns a Resolver configured by cfg (TTL is not used). It
 // does not wait for etcd to be reachable.
@@ -54,81 +46,14 @@ func NewResolver(cfg Config) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Resolver{
-		cfg:        cfg,
-		cli:        cli,
-		own:        own,
-		watches:    map[*watch]struct{}{},
-		stop:       make(chan struct{}),
-		checked:    make(chan struct{}),
-		checkEvery: defaultCheckEvery,
-	}
-	return r, nil
-}
-
-// check, started by the first Resolve, makes watches resync when etcd
-// goes back in time. A watch from a revision etcd has not reached is silent,
-// even to progress requests; so after etcd lost its data (restored from a
-// backup, or an embedded etcd restarted on a fresh directory) the watches
-// resumed by the etcd client would miss every write until etcd's revision
-// caught up. check reads etcd's revision every checkEvery (one cheap
-// request per Resolver); when it is lower than the last one read, or than
-// a watch has seen, the watches resync.
-//
-// It misses a new etcd that got past the old revision within checkEvery:
-// after a busy cluster's history (millions of revisions), most unlikely.
-func (r *Resolver) check() {
-	defer close(r.checked)
-	tick := time.NewTicker(r.checkEvery)
-	defer tick.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-r.stop:
-		case <-r.cli.Ctx().Done():
-		}
-		cancel()
-	}()
-	var last int64 // the revision the last check read
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		r.mu.Lock()
-		ws := slices.Collect(maps.Keys(r.watches))
-		r.mu.Unlock()
-		if len(ws) == 0 {
-			continue
-		}
-		gctx, gcancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
-		resp, err := r.cli.Get(gctx, r.cfg.Prefix) // a key nobody writes
-		gcancel()
-		if err != nil {
-			println("check err", err.Error())
-			continue // the watches notice unreachable etcd themselves
-		}
-		rev, back := resp.Header.Revision, resp.Header.Revision < last
-		println("check", rev, last, ws[0].rev.Load(), err == nil)
-		last = rev
-		for _, w := range ws {
-			if back || rev < w.rev.Load() {
-				select {
-				case w.resync <- rev:
-				default:
-				}
-			}
-		}
-	}
+	return &Resolver{cfg: cfg, cli: cli, own: own, watches: map[*watch]struct{}{}}, nil
 }
 
 var (
 	// errWatchClosed says an etcd watch ended without saying why.
 	errWatchClosed = errors.New("etcd: watch closed")
-	// errRevisionBack says etcd answered with an older revision than it had.
-	errRevisionBack = errors.New("etcd: revision went back; etcd lost its data")
+	// errReconnected says the etcd client reconnected a watch stream.
+	errReconnected = errors.New("etcd: watch stream reconnected")
 )
 
 // Resolve implements discovery.Resolver. It lists service and, when that
@@ -157,7 +82,6 @@ func (r *Resolver) Resolve(ctx context.Context, service string, update func([]di
 		update:  update,
 		log:     r.cfg.Logger.With("service", service),
 		done:    make(chan struct{}),
-		resync:  make(chan int64, 1),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	r.mu.Lock()
@@ -166,10 +90,6 @@ func (r *Resolver) Resolve(ctx context.Context, service string, update func([]di
 		return nil, ErrClosed
 	}
 	r.watches[w] = struct{}{}
-	if !r.started {
-		r.started = true
-		go r.check()
-	}
 	r.mu.Unlock()
 
 	lctx, cancel := bound(ctx, r.cli, r.cfg.RequestTimeout)
@@ -200,12 +120,7 @@ func (r *Resolver) Close() error {
 	}
 	r.closed = true
 	ws := slices.Collect(maps.Keys(r.watches))
-	started := r.started
 	r.mu.Unlock()
-	close(r.stop)
-	if started {
-		<-r.checked
-	}
 	for _, w := range ws {
 		w.Close()
 	}
@@ -232,9 +147,6 @@ type watch struct {
 	state map[string]discovery.Instance // by key
 	last  []discovery.Instance          // a copy of the last snapshot handed over
 	known bool                          // a snapshot was handed over
-
-	rev    atomic.Int64 // the latest etcd revision seen; written by the watch goroutine
-	resync chan int64   // a later etcd revision lower than rev, from check
 }
 
 // Close stops the watch and waits for its goroutine.
@@ -283,8 +195,8 @@ func (w *watch) run(rev int64) {
 			return
 		}
 		rev = 0
-		if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, errRevisionBack) {
-			// Normal after a long disconnection: list again at once.
+		if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, errReconnected) {
+			// Normal after a disconnection: list again at once.
 			w.log.Info("etcd: resyncing", slog.Any("reason", err))
 			continue
 		}
@@ -306,29 +218,38 @@ func (w *watch) list(ctx context.Context) (int64, error) {
 	for _, kv := range resp.Kvs {
 		w.put(kv.Key, kv.Value)
 	}
-	select {
-	case <-w.resync: // about the state this listing replaces
-	default:
-	}
-	w.rev.Store(resp.Header.Revision)
 	w.publish()
 	return resp.Header.Revision, nil
 }
 
 // follow watches the service from rev+1, applying each batch of events,
-// until the watch fails or w is closed.
+// until the watch fails, its stream is reconnected or w is closed.
+//
+// Each follow has its own etcd Watcher, so its own gRPC stream, to see
+// reconnections: the etcd client resumes a watch on a new stream from the
+// revision after the last it delivered, which misses every write if etcd
+// went back in time (restored from a backup, or an embedded etcd restarted
+// on a fresh directory): etcd's new writes have lower revisions, and a
+// watch on a revision etcd has not reached stays silent. Listing again
+// after every reconnection costs one request and is always right.
 func (w *watch) follow(rev int64, backoff *retry) error {
+	spy := &streamSpy{
+		WatchClient: pb.NewWatchClient(w.r.cli.ActiveConnection()),
+		reopened:    make(chan struct{}, 1),
+	}
+	watcher := clientv3.NewWatchFromWatchClient(spy, w.r.cli)
+	defer watcher.Close()
 	// WithRequireLeader: a member cut off from its cluster ends the watch
 	// instead of leaving it silent, and we resync through another one.
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(w.ctx))
 	defer cancel()
-	wch := w.r.cli.Watch(ctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1),
+	wch := watcher.Watch(ctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1),
 		clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
 	for {
 		var resp clientv3.WatchResponse
 		select {
-		case rev := <-w.resync:
-			return fmt.Errorf("%w (%d after %d)", errRevisionBack, rev, w.rev.Load())
+		case <-spy.reopened:
+			return errReconnected
 		case r, ok := <-wch:
 			if !ok {
 				return errWatchClosed
@@ -338,10 +259,6 @@ func (w *watch) follow(rev int64, backoff *retry) error {
 		if err := resp.Err(); err != nil {
 			return err
 		}
-		if rev := resp.Header.Revision; rev < w.rev.Load() {
-			return fmt.Errorf("%w (%d after %d)", errRevisionBack, rev, w.rev.Load())
-		}
-		w.rev.Store(resp.Header.Revision)
 		backoff.reset()
 		if len(resp.Events) == 0 {
 			continue // created or progress notification
@@ -381,6 +298,24 @@ func (w *watch) publish() {
 	w.known = true
 	w.last = slices.Clone(snap)
 	w.update(snap)
+}
+
+// streamSpy is a WatchClient that says when a watch stream is opened again.
+type streamSpy struct {
+	pb.WatchClient
+	opened   atomic.Int64
+	reopened chan struct{}
+}
+
+func (s *streamSpy) Watch(ctx context.Context, opts ...grpc.CallOption) (pb.Watch_WatchClient, error) {
+	wc, err := s.WatchClient.Watch(ctx, opts...)
+	if err == nil && s.opened.Add(1) > 1 {
+		select {
+		case s.reopened <- struct{}{}:
+		default:
+		}
+	}
+	return wc, err
 }
 
 func sameInstance(a, b discovery.Instance) bool {
