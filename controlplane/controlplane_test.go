@@ -240,3 +240,26 @@ func TestThreeNodeCluster(t *testing.T) {
 		t.Fatalf("after losing a node: %+v", rules)
 	}
 }
+
+func TestExternalCluster(t *testing.T) {
+	embedded := startPlane(t, controlplane.Config{})
+	// A second control plane that embeds nothing and uses the first's etcd.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	external, err := controlplane.Start(ctx, controlplane.Config{EtcdEndpoints: embedded.EtcdEndpoints(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer external.Close()
+	if external.Err() != nil {
+		t.Error("an external-cluster plane reports an embedded etcd")
+	}
+	if code, body := post(t, "http://"+external.Addr()+"/api/v1/rules", "apiVersion: sluice/v1\nkind: Widget\nmetadata: {name: ext}\nspec: {size: 1}\n"); code != 200 {
+		t.Fatalf("apply through the external plane: %d %s", code, body)
+	}
+	var rules []controlplane.Rule
+	getJSON(t, "http://"+embedded.Addr()+"/api/v1/rules", &rules)
+	if len(rules) != 1 || rules[0].Metadata.Name != "ext" {
+		t.Fatalf("rules seen by the embedded plane: %+v", rules)
+	}
+}
