@@ -92,3 +92,24 @@ func Spec(s *config.Snapshot, name string) *Widget {
 	}
 	return spec.(*Widget)
 }
+
+// Rejects collects what a store reports through its on-reject hook; safe
+// for concurrent use. Pass its Add to WithOnReject.
+type Rejects struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+// Add records err.
+func (r *Rejects) Add(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, err)
+}
+
+// All returns what was recorded so far.
+func (r *Rejects) All() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.errs...)
+}

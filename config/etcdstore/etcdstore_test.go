@@ -161,28 +161,10 @@ func TestKeyLayout(t *testing.T) {
 	}
 }
 
-// rejects collects what a Store reports.
-type rejects struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (r *rejects) add(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.errs = append(r.errs, err)
-}
-
-func (r *rejects) all() []error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]error(nil), r.errs...)
-}
-
 func TestInvalidValueKeepsLastValid(t *testing.T) {
 	cli := newClient(t, endpoint)
-	var rj rejects
-	s := New(cli, WithPrefix(prefix(t)), WithOnReject(rj.add))
+	var rj configtest.Rejects
+	s := New(cli, WithPrefix(prefix(t)), WithOnReject(rj.Add))
 	if _, err := s.Apply(ctx(t), []config.Document{configtest.Doc("a", configtest.Widget{Size: 1})}); err != nil {
 		t.Fatal(err)
 	}
@@ -207,11 +189,11 @@ func TestInvalidValueKeepsLastValid(t *testing.T) {
 	raw("Widget/b", strings.Replace(string(badJSON), `"name":"a"`, `"name":"c"`, 1))      // key and name differ
 	raw("Gadget/x", `{"apiVersion":"sluice/v1","kind":"Gadget","metadata":{"name":"x"}}`) // unknown kind: skipped quietly
 
-	configtest.Eventually(t, "three rejects", func() bool { return len(rj.all()) >= 3 })
+	configtest.Eventually(t, "three rejects", func() bool { return len(rj.All()) >= 3 })
 	// One report per bad value (a batch may report them in any order),
 	// each an *InvalidError naming the key and revision.
 	var sawSize, sawSyntax, sawMismatch bool
-	for _, err := range rj.all() {
+	for _, err := range rj.All() {
 		var ie *config.InvalidError
 		if !errors.As(err, &ie) || !strings.HasPrefix(ie.Source, prefix(t)+"Widget/") {
 			t.Errorf("reject %v: want an *InvalidError whose Source is the key", err)
@@ -228,7 +210,7 @@ func TestInvalidValueKeepsLastValid(t *testing.T) {
 		}
 	}
 	if !sawSize || !sawSyntax || !sawMismatch {
-		t.Errorf("rejects %v: want spec.size, a syntax error and a key/name mismatch", rj.all())
+		t.Errorf("rejects %v: want spec.size, a syntax error and a key/name mismatch", rj.All())
 	}
 
 	// The running config is as it was, and nothing was delivered.
@@ -239,8 +221,8 @@ func TestInvalidValueKeepsLastValid(t *testing.T) {
 		t.Errorf("%d documents, %d deliveries; want 1 and 1 (the one at Subscribe)", w.Current().Len(), delivered.Load())
 	}
 
-	if n := len(rj.all()); n != 3 {
-		t.Errorf("%d rejects, want 3 (the unknown kind is skipped, not rejected): %v", n, rj.all())
+	if n := len(rj.All()); n != 3 {
+		t.Errorf("%d rejects, want 3 (the unknown kind is skipped, not rejected): %v", n, rj.All())
 	}
 
 	// Get also leaves bad values out, and reports them.
@@ -260,8 +242,8 @@ func TestInvalidValueKeepsLastValid(t *testing.T) {
 		a := configtest.Spec(w.Current(), "a")
 		return a != nil && a.Size == 3
 	})
-	if n := len(rj.all()); n != 5 {
-		t.Errorf("%d rejects, want 5 (3 from the watch, 2 from Get): %v", n, rj.all())
+	if n := len(rj.All()); n != 5 {
+		t.Errorf("%d rejects, want 5 (3 from the watch, 2 from Get): %v", n, rj.All())
 	}
 }
 

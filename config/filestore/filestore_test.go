@@ -116,23 +116,6 @@ func watch(t *testing.T, s config.Source) *config.Watcher {
 	return w
 }
 
-type rejects struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (r *rejects) add(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.errs = append(r.errs, err)
-}
-
-func (r *rejects) all() []error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]error(nil), r.errs...)
-}
-
 func TestHotReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	write(t, path, widgets)
@@ -164,16 +147,16 @@ func TestHotReload(t *testing.T) {
 func TestInvalidEditKeepsRunningConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	write(t, path, widgets)
-	var rj rejects
-	s := filestore.New(path, filestore.WithInterval(tick), filestore.WithOnReject(rj.add))
+	var rj configtest.Rejects
+	s := filestore.New(path, filestore.WithInterval(tick), filestore.WithOnReject(rj.Add))
 	w := watch(t, s)
 	before := w.Current()
 
 	bad := strings.Replace(widgets, "size: 2", "size: -2\n  colour: red", 1)
 	write(t, path, bad)
-	configtest.Eventually(t, "the bad edit to be rejected", func() bool { return len(rj.all()) > 0 })
+	configtest.Eventually(t, "the bad edit to be rejected", func() bool { return len(rj.All()) > 0 })
 	time.Sleep(10 * tick) // more polls of the same bad content
-	errs := rj.all()
+	errs := rj.All()
 	if len(errs) != 1 {
 		t.Fatalf("%d reports of one bad edit, want 1: %v", len(errs), errs)
 	}
@@ -200,9 +183,9 @@ func TestInvalidEditKeepsRunningConfig(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	configtest.Eventually(t, "the removal to be reported", func() bool { return len(rj.all()) == 2 })
-	if !errors.Is(rj.all()[1], os.ErrNotExist) || w.Current() != before {
-		t.Errorf("after removal: %v, snapshot kept %v", rj.all()[1], w.Current() == before)
+	configtest.Eventually(t, "the removal to be reported", func() bool { return len(rj.All()) == 2 })
+	if !errors.Is(rj.All()[1], os.ErrNotExist) || w.Current() != before {
+		t.Errorf("after removal: %v, snapshot kept %v", rj.All()[1], w.Current() == before)
 	}
 
 	// Fixing the file brings the new content in.
