@@ -52,6 +52,9 @@ type Info struct {
 	Caller string
 	// Attempt is 1 for the first try and grows with each retry.
 	Attempt int
+	// Avoid lists instances (addresses) earlier attempts of this call
+	// failed on; the client picks another when it can. Client side only.
+	Avoid []string
 	// Start is when the call began on this side.
 	Start time.Time
 	// Deadline is the call's deadline, zero when it has none.

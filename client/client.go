@@ -193,6 +193,14 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 		return status.Errorf(codes.Unavailable, "client: no instances resolved for %s yet", c.target)
 	}
 	res, err := (*pp).Pick(balancer.PickInfo{Ctx: ctx, Service: info.Service, Method: info.Method})
+	// A retry goes to an instance its earlier attempts did not fail on,
+	// when the picker offers one within a few tries.
+	for try := 0; err == nil && try < 3 && avoided(info.Avoid, res.Instance.Addr); try++ {
+		if res.Done != nil {
+			res.Done(balancer.DoneInfo{Err: errNotUsed})
+		}
+		res, err = (*pp).Pick(balancer.PickInfo{Ctx: ctx, Service: info.Service, Method: info.Method})
+	}
 	if err != nil {
 		return err
 	}
@@ -211,6 +219,19 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 		res.Done(balancer.DoneInfo{Err: err, Latency: end.Sub(start), End: end})
 	}
 	return err
+}
+
+// errNotUsed ends a pick the client dropped without calling: it counts
+// neither as a success nor as an instance failure (Canceled).
+var errNotUsed = status.Err(codes.Canceled, "client: pick not used")
+
+func avoided(avoid []string, addr string) bool {
+	for _, a := range avoid {
+		if a == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // conn returns a usable connection to addr, dialing if needed.

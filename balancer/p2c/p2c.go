@@ -151,6 +151,9 @@ type stats struct {
 // observe ends one call.
 func (s *stats) observe(di balancer.DoneInfo) {
 	s.inflight.Add(-1)
+	if di.Err != nil && status.Code(di.Err) == codes.Canceled {
+		return // a cancelled or unused call says nothing about the instance
+	}
 	lat := int64(di.Latency)
 	if di.Err != nil && lat < int64(penalty) && penalized(di.Err) {
 		lat = int64(penalty)
