@@ -1,0 +1,110 @@
+package breaker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluicerpc/sluice/breaker"
+	"github.com/sluicerpc/sluice/callinfo"
+)
+
+func benchBreaker(b *testing.B, mode breaker.Mode) *breaker.Breaker {
+	br, err := breaker.New("bench", breaker.Config{Mode: mode})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return br
+}
+
+func BenchmarkAllowRecord(b *testing.B) {
+	for _, mode := range []breaker.Mode{breaker.Classic, breaker.SRE} {
+		b.Run(mode.String(), func(b *testing.B) {
+			br := benchBreaker(b, mode)
+			b.ReportAllocs()
+			for b.Loop() {
+				tok, err := br.Allow()
+				if err == nil {
+					br.Record(tok, nil, time.Millisecond)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAllowRecordAt is Allow+Record without the breaker's own clock
+// read: the caller measured the latency and passes the end time.
+func BenchmarkAllowRecordAt(b *testing.B) {
+	br := benchBreaker(b, breaker.Classic)
+	now := time.Now()
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tok, err := br.Allow()
+			if err == nil {
+				br.RecordAt(tok, nil, time.Millisecond, now)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				tok, err := br.Allow()
+				if err == nil {
+					br.RecordAt(tok, nil, time.Millisecond, now)
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkTimeNow is the price of one clock read on this machine, for
+// reading the other numbers.
+func BenchmarkTimeNow(b *testing.B) {
+	var sink int64
+	for b.Loop() {
+		sink += time.Now().UnixNano()
+	}
+	_ = sink
+}
+
+func BenchmarkAllowRecordParallel(b *testing.B) {
+	for _, mode := range []breaker.Mode{breaker.Classic, breaker.SRE} {
+		b.Run(mode.String(), func(b *testing.B) {
+			br := benchBreaker(b, mode)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					tok, err := br.Allow()
+					if err == nil {
+						br.Record(tok, nil, time.Millisecond)
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkMiddleware(b *testing.B) {
+	set, err := breaker.NewSet(breaker.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ep := breaker.Middleware(set)(func(context.Context, any, any) error { return nil })
+	ctx := callinfo.NewContext(context.Background(), &callinfo.Info{Service: "pkg.Order", Method: "Get"})
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = ep(ctx, nil, nil)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = ep(ctx, nil, nil)
+			}
+		})
+	})
+}
