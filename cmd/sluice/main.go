@@ -6,7 +6,7 @@
 //	sluice get services | instances NAME | rules
 //	sluice apply -f rules.yaml
 //
-// More subcommands (rollout, bench) arrive with later features.
+// More subcommands (rollout) arrive with later features.
 package main
 
 import (
@@ -29,6 +29,7 @@ const usage = `usage: sluice <command> [flags]
 commands:
   demo    run an echo server and a client in one process and print QPS and p50/p99
   call    call one method with JSON in and out: sluice call TARGET pkg.Service/Method '{json}'
+  bench   load a method: sluice bench TARGET pkg.Service/Method '{json}' -n N -c C
   serve   run the control plane: embedded etcd (or --etcd-endpoints) and the admin API
   get     sluice get services | instances NAME | rules
   apply   sluice apply -f FILE: apply governance rule documents, all or none
@@ -51,6 +52,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "call":
 		return call(args[1:], os.Stdin, stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
 	case "serve":
 		return serve(args[1:], stdout, stderr)
 	case "get":
