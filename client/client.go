@@ -188,6 +188,9 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 	if info == nil {
 		return status.Err(codes.Internal, "client: call context without call info")
 	}
+	if ctx.Err() != nil { // already over: send nothing
+		return transport.ContextError(ctx, info)
+	}
 	pp := c.picker.Load()
 	if pp == nil {
 		return status.Errorf(codes.Unavailable, "client: no instances resolved for %s yet", c.target)

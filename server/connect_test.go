@@ -286,7 +286,11 @@ func TestConnectGoDeadline(t *testing.T) {
 	}
 	select {
 	case err := <-f.impl.ended:
-		if !errors.Is(err, context.DeadlineExceeded) {
+		// The server's copy of the deadline and the client's own race:
+		// when the client's fires first it aborts the request, and the
+		// handler sees the cancellation. Either ends the handler; the
+		// server's deadline alone is checked below, sent by hand.
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			t.Fatalf("handler's context ended with %v", err)
 		}
 	case <-time.After(5 * time.Second):

@@ -399,20 +399,52 @@ func (w *watcher) advance(rev int64) {
 // of a revision (one transaction) in one response, so a transaction is
 // applied whole.
 func (w *watcher) apply(events []*clientv3.Event) {
-	var put []config.Document
-	var del []config.Key
+	// A response may hold several revisions, so one key may change more
+	// than once: the last event of each key is the one that counts.
+	type change struct {
+		doc     config.Document
+		deleted bool
+	}
+	last := map[config.Key]change{}
+	var order []config.Key
 	var rev int64
 	for _, ev := range events {
 		rev = max(rev, ev.Kv.ModRevision)
+		var k config.Key
+		var c change
 		switch ev.Type {
 		case clientv3.EventTypeDelete:
-			if k, ok := w.s.parseKey(string(ev.Kv.Key)); ok {
-				del = append(del, k)
+			var ok bool
+			if k, ok = w.s.parseKey(string(ev.Kv.Key)); !ok {
+				continue
 			}
+			c.deleted = true
 		case clientv3.EventTypePut:
-			if _, d, ok := w.s.document(ev.Kv); ok {
-				put = append(put, d)
+			var ok bool
+			if k, c.doc, ok = w.s.document(ev.Kv); !ok {
+				// Invalid: an earlier change of this key in the batch
+				// does not stand in for it either.
+				delete(last, k)
+				continue
 			}
+		default:
+			continue
+		}
+		if _, seen := last[k]; !seen {
+			order = append(order, k)
+		}
+		last[k] = c
+	}
+	var put []config.Document
+	var del []config.Key
+	for _, k := range order {
+		c, ok := last[k]
+		switch {
+		case !ok:
+		case c.deleted:
+			del = append(del, k)
+		default:
+			put = append(put, c.doc)
 		}
 	}
 	next, rejected := w.snap.Update(rev, put, del)
