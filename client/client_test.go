@@ -12,9 +12,8 @@ import (
 	"github.com/sluicerpc/sluice/balancer/roundrobin"
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/discovery"
-	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
-	"github.com/sluicerpc/sluice/server"
+	"github.com/sluicerpc/sluice/examples/echo/echotest"
 	"github.com/sluicerpc/sluice/status"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
@@ -22,21 +21,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func startEcho(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := server.New()
-	echopb.RegisterEchoServiceServer(s, &echo.Service{ServedBy: ln.Addr().String()})
-	go s.Serve(ln)
-	t.Cleanup(s.Stop)
-	return ln.Addr().String()
-}
-
 func TestTargets(t *testing.T) {
-	a, b := startEcho(t), startEcho(t)
+	a, b := echotest.Start(t, 0), echotest.Start(t, 0)
 	tests := []struct {
 		target  string
 		wantErr string
@@ -81,7 +67,7 @@ func TestTargets(t *testing.T) {
 }
 
 func TestMalformedMethodName(t *testing.T) {
-	c, err := client.New(startEcho(t))
+	c, err := client.New(echotest.Start(t, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +81,7 @@ func TestMalformedMethodName(t *testing.T) {
 }
 
 func TestClosedClient(t *testing.T) {
-	c, err := client.New(startEcho(t))
+	c, err := client.New(echotest.Start(t, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +128,7 @@ func (r *pushResolver) push(addrs ...string) {
 }
 
 func TestResolverSnapshots(t *testing.T) {
-	a, b := startEcho(t), startEcho(t)
+	a, b := echotest.Start(t, 0), echotest.Start(t, 0)
 	r := &pushResolver{}
 	c, err := client.New("test:///echo", client.WithResolver(r))
 	if err != nil {
@@ -193,7 +179,7 @@ func TestDialRefused(t *testing.T) {
 }
 
 func TestDefaultBalancerUsesEveryInstance(t *testing.T) {
-	a, b := startEcho(t), startEcho(t)
+	a, b := echotest.Start(t, 0), echotest.Start(t, 0)
 	c, err := client.New(a + "," + b)
 	if err != nil {
 		t.Fatal(err)

@@ -2,32 +2,15 @@ package main
 
 import (
 	"bytes"
-	"log/slog"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/sluicerpc/sluice/examples/echo"
-	"github.com/sluicerpc/sluice/examples/echo/echopb"
-	"github.com/sluicerpc/sluice/server"
+	"github.com/sluicerpc/sluice/examples/echo/echotest"
 )
 
-func startServedBy(t *testing.T, failRate float64) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := server.New(server.WithLogger(slog.New(slog.DiscardHandler)))
-	echopb.RegisterEchoServiceServer(s, &echo.Service{ServedBy: ln.Addr().String(), FailRate: failRate})
-	go s.Serve(ln)
-	t.Cleanup(s.Stop)
-	return ln.Addr().String()
-}
-
 func TestBench(t *testing.T) {
-	a, b := startServedBy(t, 0), startServedBy(t, 0)
+	a, b := echotest.Start(t, 0), echotest.Start(t, 0)
 	var out, errOut bytes.Buffer
 	code := runCmd([]string{"bench", a + "," + b, "sluice.examples.echo.v1.EchoService/Echo", `{"message":"x"}`, "-n", "400", "-c", "8"}, &out, &errOut)
 	if code != 0 {
@@ -43,7 +26,7 @@ func TestBench(t *testing.T) {
 }
 
 func TestBenchCountsErrorsByCode(t *testing.T) {
-	bad := startServedBy(t, 1)
+	bad := echotest.Start(t, 1)
 	var out, errOut bytes.Buffer
 	code := runCmd([]string{"bench", bad, "sluice.examples.echo.v1.EchoService/Echo", "-n", "50", "-c", "5", "--protocol", "grpc"}, &out, &errOut)
 	if code != 1 || !regexp.MustCompile(`Unavailable\s+50`).MatchString(out.String()) {

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/examples/echo/echotest"
 	"github.com/sluicerpc/sluice/metadata"
-	"github.com/sluicerpc/sluice/server"
 	"github.com/sluicerpc/sluice/status"
 	"google.golang.org/grpc/codes"
 )
@@ -28,21 +26,8 @@ func (mdEcho) Echo(ctx context.Context, req *echopb.EchoRequest) (*echopb.EchoRe
 	return &echopb.EchoResponse{Message: req.Message, Payload: req.Payload, ServedBy: md.Value("x-tenant")}, nil
 }
 
-func startEcho(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := server.New(server.WithLogger(slog.New(slog.DiscardHandler)))
-	echopb.RegisterEchoServiceServer(s, mdEcho{})
-	go s.Serve(ln)
-	t.Cleanup(s.Stop)
-	return ln.Addr().String()
-}
-
 func TestCall(t *testing.T) {
-	addr := startEcho(t)
+	addr := echotest.Serve(t, func(string) echopb.EchoServiceServer { return mdEcho{} })
 	for _, proto := range []string{"native", "grpc", "connect"} {
 		t.Run(proto, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -70,7 +55,7 @@ func TestCall(t *testing.T) {
 }
 
 func TestCallInputs(t *testing.T) {
-	addr := startEcho(t)
+	addr := echotest.Serve(t, func(string) echopb.EchoServiceServer { return mdEcho{} })
 	tests := []struct {
 		name  string
 		args  []string
