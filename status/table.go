@@ -92,3 +92,20 @@ func ParseCode(s string) (codes.Code, bool) {
 	}
 	return codes.Code(n), true
 }
+
+// ParseName parses a code by name, as rule documents write it: the gRPC
+// name ("UNAVAILABLE", "DEADLINE_EXCEEDED"), Go's ("Unavailable",
+// "DeadlineExceeded") or Connect's ("deadline_exceeded"), in any case.
+// "CANCELLED", gRPC's spelling, is accepted too.
+func ParseName(s string) (codes.Code, bool) {
+	want := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), "_", ""))
+	if want == "cancelled" {
+		return codes.Canceled, true
+	}
+	for c := range table {
+		if strings.ReplaceAll(table[c].name, "_", "") == want {
+			return codes.Code(c), true
+		}
+	}
+	return codes.Unknown, false
+}

@@ -44,3 +44,27 @@ func TestHTTPStatus(t *testing.T) {
 		t.Error("CodeFromHTTPStatus")
 	}
 }
+
+func TestParseName(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want codes.Code
+		ok   bool
+	}{
+		{"UNAVAILABLE", codes.Unavailable, true},
+		{"Unavailable", codes.Unavailable, true},
+		{"deadline_exceeded", codes.DeadlineExceeded, true},
+		{"DeadlineExceeded", codes.DeadlineExceeded, true},
+		{"CANCELLED", codes.Canceled, true},
+		{"Canceled", codes.Canceled, true},
+		{" ok ", codes.OK, true},
+		{"unauthenticated", codes.Unauthenticated, true},
+		{"nope", codes.Unknown, false},
+		{"14", codes.Unknown, false},
+	} {
+		got, ok := status.ParseName(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ParseName(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

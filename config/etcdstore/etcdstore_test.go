@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -16,14 +15,12 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 
 	"github.com/sluicerpc/sluice/config"
 	"github.com/sluicerpc/sluice/config/configtest"
+	"github.com/sluicerpc/sluice/internal/etcdtest"
 )
 
 // endpoint is the client address of the etcd server embedded for the tests.
@@ -37,12 +34,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	e, err := startEtcd(dir)
+	e, ep, err := etcdtest.Start(dir)
 	if err != nil {
 		os.RemoveAll(dir)
 		fmt.Fprintln(os.Stderr, "embedded etcd:", err)
 		os.Exit(1)
 	}
+	endpoint = ep
 	code := m.Run()
 	e.Close()
 	os.RemoveAll(dir)
@@ -55,58 +53,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startEtcd runs a one-member etcd in this process, on free loopback ports,
-// with quick progress notifications and no logs.
-func startEtcd(dir string) (*embed.Etcd, error) {
-	cfg := embed.NewConfig()
-	cfg.Name = "test"
-	cfg.Dir = dir
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cfg.UnsafeNoFsync = true
-	cfg.WatchProgressNotifyInterval = 100 * time.Millisecond
-	curl, purl := freeURL(), freeURL()
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		e.Close()
-		return nil, errors.New("not ready after 30s")
-	}
-	endpoint = curl.Host
-	return e, nil
-}
-
-func freeURL() url.URL {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return url.URL{Scheme: "http", Host: l.Addr().String()}
-}
-
 func newClient(t *testing.T, ep string) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{ep},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, MaxDelay: 200 * time.Millisecond},
-			MinConnectTimeout: time.Second,
-		})},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
+	return etcdtest.Client(t, ep)
 }
 
 var (
@@ -343,7 +292,7 @@ func TestWatchStopsOnClose(t *testing.T) {
 }
 
 func TestWatchFailsWithoutEtcd(t *testing.T) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{freeURL().Host}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdtest.FreeAddr()}, DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
