@@ -55,6 +55,11 @@ type Info struct {
 	// Avoid lists instances (addresses) earlier attempts of this call
 	// failed on; the client picks another when it can. Client side only.
 	Avoid []string
+	// OnPick, when set, is called by the client with the instance the
+	// balancer picked for the attempt, on the attempt's goroutine, before
+	// the request is sent. Hedging sets it to keep backup attempts off the
+	// instances earlier attempts are still waiting on. Client side only.
+	OnPick func(addr string)
 	// Start is when the call began on this side.
 	Start time.Time
 	// Deadline is the call's deadline, zero when it has none.
@@ -66,6 +71,16 @@ type Info struct {
 	// handler adds to it through server.SetResponseMetadata; on the client
 	// the transport fills it from the reply.
 	ResponseMetadata metadata.MD
+	// SentBytes and ReceivedBytes are the sizes of the encoded messages
+	// this side sent and received, as carried on the wire without the
+	// protocol's framing and headers: on the client the request and the
+	// reply (or error body), on the server the other way round. The
+	// transport sets them; a retried call has its latest attempt's. On
+	// the server SentBytes is set once the reply is encoded, after the
+	// middlewares have returned. Only the native protocol fills them so
+	// far; on gRPC and Connect they stay zero.
+	SentBytes     int
+	ReceivedBytes int
 }
 
 type key struct{}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sluicerpc/sluice/balancer"
+	"github.com/sluicerpc/sluice/breaker"
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/discovery/etcd"
@@ -97,7 +98,11 @@ func New(target string, opts ...Option) (*Client, error) {
 	if c.service == "" {
 		return nil, fmt.Errorf("client: empty target %q", target)
 	}
-	c.ep = endpoint.Chain(o.middlewares...)(c.send)
+	mws := o.middlewares
+	if o.policy != nil {
+		mws = append(mws[:len(mws):len(mws)], o.policy.Client())
+	}
+	c.ep = endpoint.Chain(mws...)(c.send)
 	w, err := o.resolver.Resolve(context.Background(), c.service, c.update)
 	if err != nil {
 		if c.ownResolver != nil {
@@ -195,33 +200,77 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 	if pp == nil {
 		return status.Errorf(codes.Unavailable, "client: no instances resolved for %s yet", c.target)
 	}
-	res, err := (*pp).Pick(balancer.PickInfo{Ctx: ctx, Service: info.Service, Method: info.Method})
-	// A retry goes to an instance its earlier attempts did not fail on,
-	// when the picker offers one within a few tries.
-	for try := 0; err == nil && try < 3 && avoided(info.Avoid, res.Instance.Addr); try++ {
-		if res.Done != nil {
-			res.Done(balancer.DoneInfo{Err: errNotUsed})
-		}
-		res, err = (*pp).Pick(balancer.PickInfo{Ctx: ctx, Service: info.Service, Method: info.Method})
+	var guards *breaker.Set
+	if c.opts.policy != nil {
+		guards = c.opts.policy.Instances(info.Service)
 	}
+	res, guard, tok, err := c.pick(ctx, info, *pp, guards)
 	if err != nil {
 		return err
 	}
 	addr := res.Instance.Addr
 	info.Peer = addr
+	if info.OnPick != nil {
+		info.OnPick(addr)
+	}
 	var start time.Time
-	if res.Done != nil {
+	if res.Done != nil || guard != nil {
 		start = time.Now()
 	}
 	cc, err := c.conn(ctx, info, addr)
 	if err == nil {
 		err = cc.Call(ctx, info, req, resp)
 	}
-	if res.Done != nil {
+	if res.Done != nil || guard != nil {
 		end := time.Now()
-		res.Done(balancer.DoneInfo{Err: err, Latency: end.Sub(start), End: end})
+		if res.Done != nil {
+			res.Done(balancer.DoneInfo{Err: err, Latency: end.Sub(start), End: end})
+		}
+		if guard != nil {
+			guard.RecordAt(tok, err, end.Sub(start), end)
+		}
 	}
 	return err
+}
+
+// pick asks the picker for an instance that earlier attempts of the call
+// did not fail on and whose breaker (from guards, when not nil) lets the
+// call through, within a few tries. When every try lands on an open
+// breaker, the call fails with that breaker's error.
+func (c *Client) pick(ctx context.Context, info *callinfo.Info, p balancer.Picker, guards *breaker.Set) (balancer.PickResult, *breaker.Breaker, breaker.Token, error) {
+	const tries = 4
+	var rejected error
+	for try := 0; ; try++ {
+		res, err := p.Pick(balancer.PickInfo{Ctx: ctx, Service: info.Service, Method: info.Method})
+		if err != nil {
+			return res, nil, breaker.Token{}, err
+		}
+		last := try == tries-1
+		if !last && avoided(info.Avoid, res.Instance.Addr) {
+			drop(res)
+			continue
+		}
+		if guards == nil {
+			return res, nil, breaker.Token{}, nil
+		}
+		b := guards.Get(res.Instance.Addr)
+		tok, err := b.Allow()
+		if err == nil {
+			return res, b, tok, nil
+		}
+		drop(res)
+		rejected = err
+		if last {
+			return res, nil, breaker.Token{}, rejected
+		}
+	}
+}
+
+// drop ends a pick the client does not use.
+func drop(res balancer.PickResult) {
+	if res.Done != nil {
+		res.Done(balancer.DoneInfo{Err: errNotUsed})
+	}
 }
 
 // errNotUsed ends a pick the client dropped without calling: it counts

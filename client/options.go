@@ -15,6 +15,7 @@ import (
 	"github.com/sluicerpc/sluice/codec/proto"
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/policy"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
 )
 
@@ -34,6 +35,7 @@ type options struct {
 	grpcOptions    []grpc.DialOption
 	dialer         func(ctx context.Context, addr string) (net.Conn, error)
 	etcdEndpoints  []string
+	policy         *policy.Table
 }
 
 // Protocol is the wire protocol a Client speaks.
@@ -181,4 +183,14 @@ func WithMaxFrameSize(n int) Option {
 // several services finds its service only by the short name.
 func WithShortServiceName() Option {
 	return func(o *options) { o.shortService = true }
+}
+
+// WithPolicy applies the TrafficPolicies in t to the client's calls:
+// timeouts, retries or hedging, fallbacks, and circuit breakers per method
+// and per instance (default none). The policy layers run inside the
+// middlewares of WithMiddleware, so those see each call once, whatever its
+// attempts. t may change while the client runs (Table.Update,
+// Table.Follow); each call uses the policy in force when it starts.
+func WithPolicy(t *policy.Table) Option {
+	return func(o *options) { o.policy = t }
 }

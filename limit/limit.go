@@ -396,3 +396,14 @@ func (d *Dynamic) Middleware() endpoint.Middleware {
 		}
 	}
 }
+
+// Next returns a Limiter applying cfg that carries over l's state as
+// Dynamic.Update does; l itself does not change. Calls to Next on one
+// Limiter must not run concurrently with each other.
+func (l *Limiter) Next(cfg Config) (*Limiter, error) { return build(cfg, l) }
+
+// Serve runs next under l, as Middleware(l)(next) would, without building
+// the middleware.
+func (l *Limiter) Serve(ctx context.Context, req, resp any, next endpoint.Endpoint) error {
+	return serve(l, ctx, req, resp, next)
+}

@@ -6,10 +6,11 @@
 //	go run ./bench/cmd/rpcbench -c 100 -size 1024 -d 10s -warmup 2s
 //	go run ./bench/cmd/rpcbench -impl grpc,rawtcp -json results.json
 //
-// Rows: "sluice" (the native protocol), "sluice-grpc" (a stock grpc-go
-// client against the Sluice server: its gRPC path), "sluice-connect" (a
-// stock connect-go client against it: the Connect path), "grpc" (stock grpc-go
-// on both sides) and "rawtcp" (a framework-free echo over one TCP
+// Rows: "sluice" (the native protocol), "sluice+governance" (the same with
+// breakers, admission, retries and a timeout on: echoimpl.GovernancePolicy),
+// "sluice-grpc" (a stock grpc-go client against the Sluice server: its gRPC
+// path), "sluice-connect" (a stock connect-go client against it: the
+// Connect path), "grpc" (stock grpc-go on both sides) and "rawtcp" (a framework-free echo over one TCP
 // connection: the machine's floor). See internal/loadgen/echoimpl.
 // Allocations and CPU per call count client and server together.
 package main
@@ -41,6 +42,7 @@ import (
 func impls() []loadgen.Impl {
 	return []loadgen.Impl{
 		echoimpl.Impl(),
+		echoimpl.GovernanceImpl(),
 		echoimpl.GRPCImpl(),
 		echoimpl.ConnectImpl(),
 		grpcimpl.Impl(),
@@ -193,7 +195,7 @@ func ratioLines(rs []loadgen.Result) []string {
 		}
 		return &rs[i]
 	}
-	s, g, raw, sg := find("sluice"), find("grpc"), find("rawtcp"), find("sluice-grpc")
+	s, g, raw, sg, gov := find("sluice"), find("grpc"), find("rawtcp"), find("sluice-grpc"), find("sluice+governance")
 	ratio := func(num, den *loadgen.Result, field func(*loadgen.Result) float64) string {
 		if num == nil || den == nil || field(den) == 0 {
 			return "n/a"
@@ -207,5 +209,6 @@ func ratioLines(rs []loadgen.Result) []string {
 		fmt.Sprintf("ratio sluice-grpc/grpc qps=%s", ratio(sg, g, qps)),
 		fmt.Sprintf("ratio sluice/grpc qps=%s p99=%s cpu=%s", ratio(s, g, qps), ratio(s, g, p99), ratio(s, g, cpu)),
 		fmt.Sprintf("ratio sluice/rawtcp qps=%s", ratio(s, raw, qps)),
+		fmt.Sprintf("ratio sluice+governance/sluice qps=%s", ratio(gov, s, qps)),
 	}
 }

@@ -19,12 +19,18 @@ import (
 // the address. The server logs nothing.
 func Serve(t testing.TB, newImpl func(addr string) echopb.EchoServiceServer) string {
 	t.Helper()
+	return ServeWith(t, newImpl)
+}
+
+// ServeWith is Serve with server options added.
+func ServeWith(t testing.TB, newImpl func(addr string) echopb.EchoServiceServer, opts ...server.Option) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	s := server.New(server.WithLogger(slog.New(slog.DiscardHandler)))
+	s := server.New(append([]server.Option{server.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	echopb.RegisterEchoServiceServer(s, newImpl(addr))
 	go s.Serve(ln)
 	t.Cleanup(s.Stop)

@@ -22,6 +22,8 @@ import (
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/internal/grpctest/echogrpc"
 	"github.com/sluicerpc/sluice/internal/loadgen"
+	"github.com/sluicerpc/sluice/limit"
+	"github.com/sluicerpc/sluice/policy"
 	"github.com/sluicerpc/sluice/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -42,6 +44,40 @@ func Impl() loadgen.Impl {
 			cl := echopb.NewEchoServiceClient(c)
 			return cl.Echo, func() { c.Close() }, nil
 		})
+	}}
+}
+
+// GovernancePolicy is the TrafficPolicy of the "sluice+governance" row:
+// every resilience layer on, none of them firing. Breakers per method and
+// per instance (the defaults), a retry policy, and admission by a token bucket and a concurrency bound set far above what
+// the benchmark reaches.
+var GovernancePolicy = policy.TrafficPolicy{
+	Service: echopb.EchoService_ServiceName,
+	Rules: policy.Rules{
+		Retries: &policy.Retries{MaxAttempts: 3},
+	},
+	Limits: &policy.Limits{
+		Methods:        map[string]limit.Rate{"Echo": {QPS: 1e7}},
+		MaxConcurrency: 100_000,
+	},
+}
+
+// GovernanceImpl returns the "sluice+governance" row: the "sluice" row
+// with GovernancePolicy applied on both sides.
+func GovernanceImpl() loadgen.Impl {
+	return loadgen.Impl{Name: "sluice+governance", Start: func(payload []byte) (func(context.Context) error, func(), error) {
+		t, err := policy.NewTable([]policy.TrafficPolicy{GovernancePolicy})
+		if err != nil {
+			return nil, nil, err
+		}
+		return withServer(payload, func(addr string) (echoFunc, func(), error) {
+			c, err := client.New(addr, client.WithPolicy(t))
+			if err != nil {
+				return nil, nil, err
+			}
+			cl := echopb.NewEchoServiceClient(c)
+			return cl.Echo, func() { c.Close() }, nil
+		}, server.WithPolicy(t))
 	}}
 }
 
@@ -89,12 +125,13 @@ type echoFunc func(context.Context, *echopb.EchoRequest, ...client.CallOption) (
 
 // withServer starts an echo server on loopback, dials it with dial, and
 // returns the loadgen call and stop functions.
-func withServer(payload []byte, dial func(addr string) (echoFunc, func(), error)) (func(context.Context) error, func(), error) {
+func withServer(payload []byte, dial func(addr string) (echoFunc, func(), error), opts ...server.Option) (func(context.Context) error, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
 	}
-	s := server.New(server.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	opts = append([]server.Option{server.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
+	s := server.New(opts...)
 	echopb.RegisterEchoServiceServer(s, &echo.Service{ServedBy: "sluice"})
 	served := make(chan struct{})
 	go func() {
