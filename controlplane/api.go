@@ -10,6 +10,7 @@ import (
 	"github.com/sluicerpc/sluice/config"
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/discovery/etcd"
+	_ "github.com/sluicerpc/sluice/policy" // registers the TrafficPolicy kind
 )
 
 // maxRulesBody bounds a POST /api/v1/rules body.

@@ -177,6 +177,16 @@ spec: {size: -1, parts: [{weight: 500}], bogus: 1}
 	if code != 400 || !strings.Contains(body, `"path": "apiVersion"`) {
 		t.Fatalf("bad envelope: %d %s", code, body)
 	}
+	// The governance kinds are known: a TrafficPolicy applies, and a bad one
+	// is refused with its field.
+	code, body = post(t, base+"/api/v1/rules", "apiVersion: sluice/v1\nkind: TrafficPolicy\nmetadata: {name: echo}\nspec: {service: pkg.Echo, timeout: 1s, retries: {maxAttempts: 2}}\n")
+	if code != 200 {
+		t.Fatalf("TrafficPolicy: %d %s", code, body)
+	}
+	code, body = post(t, base+"/api/v1/rules", "apiVersion: sluice/v1\nkind: TrafficPolicy\nmetadata: {name: echo}\nspec: {service: pkg.Echo, retries: {jitter: 3}}\n")
+	if code != 400 || !strings.Contains(body, `"path": "spec.retries.jitter"`) {
+		t.Fatalf("bad TrafficPolicy: %d %s", code, body)
+	}
 	// Optimistic concurrency: an expected version that is not current.
 	code, body = post(t, base+"/api/v1/rules", "apiVersion: sluice/v1\nkind: Widget\nmetadata: {name: a, version: 1}\nspec: {size: 9}\n")
 	if code != 409 {
