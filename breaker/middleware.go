@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"time"
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
@@ -24,8 +25,13 @@ func InstanceMiddleware(set *Set) endpoint.Middleware {
 	})
 }
 
+// guard times calls by the call's own clock readings when the Set uses
+// the system clock: the call's Start for a first attempt, and the End the
+// client sets as the reply arrives. It reads the clock only for what the
+// call did not record.
 func guard(set *Set, key func(*callinfo.Info) setKey) endpoint.Middleware {
 	clock := set.cfg.Clock
+	_, system := clock.(realClock)
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req, resp any) error {
 			info := callinfo.FromContext(ctx)
@@ -41,9 +47,17 @@ func guard(set *Set, key func(*callinfo.Info) setKey) endpoint.Middleware {
 			if err != nil {
 				return err
 			}
-			start := clock.Now()
+			var start time.Time
+			if system && info.Attempt <= 1 && !info.Start.IsZero() {
+				start = info.Start
+			} else {
+				start = clock.Now()
+			}
 			err = next(ctx, req, resp)
-			end := clock.Now()
+			end := info.End
+			if !system || end.Before(start) {
+				end = clock.Now()
+			}
 			b.RecordAt(tok, err, end.Sub(start), end)
 			return err
 		}

@@ -62,6 +62,10 @@ type Info struct {
 	OnPick func(addr string)
 	// Start is when the call began on this side.
 	Start time.Time
+	// End is when the latest attempt's reply (or failure) arrived, set by
+	// the client after each attempt that reached an instance; zero before.
+	// Client middlewares that time calls read it instead of the clock.
+	End time.Time
 	// Deadline is the call's deadline, zero when it has none.
 	Deadline time.Time
 	// Metadata is the request metadata: outgoing on the client (nil until

@@ -223,6 +223,7 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 	}
 	if res.Done != nil || guard != nil {
 		end := time.Now()
+		info.End = end
 		if res.Done != nil {
 			res.Done(balancer.DoneInfo{Err: err, Latency: end.Sub(start), End: end})
 		}

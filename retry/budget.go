@@ -72,8 +72,19 @@ func (b *Budget) totals(now time.Time) (calls, retries float64) {
 	return calls, retries
 }
 
-func (b *Budget) recordCall() {
-	now := b.cfg.Clock.Now()
+func (b *Budget) recordCall() { b.recordCallAt(b.cfg.Clock.Now()) }
+
+// recordCallFor records a call that began at start when the budget runs on
+// the system clock, saving a clock read; otherwise at its clock's now.
+func (b *Budget) recordCallFor(start time.Time) {
+	if _, system := b.cfg.Clock.(systemClock); system && !start.IsZero() {
+		b.recordCallAt(start)
+		return
+	}
+	b.recordCall()
+}
+
+func (b *Budget) recordCallAt(now time.Time) {
 	b.mu.Lock()
 	b.buckets[b.bucket(now)].calls++
 	b.mu.Unlock()

@@ -252,7 +252,7 @@ func (h *Hedger) call(ctx context.Context, info *callinfo.Info, next endpoint.En
 	if h.lat != nil {
 		start = h.cfg.Clock.Now()
 	}
-	h.cfg.Budget.recordCall()
+	h.cfg.Budget.recordCallFor(info.Start)
 	c, _ := h.calls.Get().(*hedgeCall)
 	if c == nil {
 		c = &hedgeCall{h: h}

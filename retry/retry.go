@@ -143,7 +143,7 @@ func (p *Policy) Middleware() endpoint.Middleware {
 
 func (p *Policy) call(ctx context.Context, info *callinfo.Info, next endpoint.Endpoint, req, resp any) error {
 	b := p.cfg.Budget
-	b.recordCall()
+	b.recordCallFor(info.Start)
 	backoff := p.cfg.InitialBackoff
 	for attempt := 1; ; attempt++ {
 		info.Attempt = attempt
