@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
@@ -124,6 +125,7 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 
 	cl := newCall(c.ctx, m, "ttheader", c.peer)
 	info := &cl.ctx.Info
+	info.ReceivedBytes = len(p.Body)
 	for i := range h.Ints {
 		kv := &h.Ints[i]
 		switch kv.Key {
@@ -160,21 +162,26 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 	reply, err := c.srv.run(cl, req)
 	reader := c.inline.End(token)
 	hold := reader && c.fr.Buffered()
-	ok := c.writeReply(h, buf, seq, m.name, p.Type, reply, err, info.ResponseMetadata, hold)
+	ok := c.writeReply(h, buf, seq, m.name, p.Type, reply, err, info, hold)
 	c.srv.callDone()
 	return ok && reader
 }
 
-// writeReply encodes a reply (or an exception for err) and writes it. It
+// writeReply encodes a reply (or an exception for err) and writes it. info
+// is the call's, nil when the frame failed before a call began. It
 // returns false when the connection failed.
-func (c *conn) writeReply(h *ttheader.Header, buf *[]byte, seq uint32, methodName string, t ttheader.MsgType, msg any, err error, md metadata.MD, hold bool) bool {
+func (c *conn) writeReply(h *ttheader.Header, buf *[]byte, seq uint32, methodName string, t ttheader.MsgType, msg any, err error, info *callinfo.Info, hold bool) bool {
 	if t == ttheader.Oneway {
 		return true
 	}
-	b, err := c.encodeReply(h, (*buf)[:0], seq, methodName, msg, err, md)
+	var md metadata.MD
+	if info != nil {
+		md = info.ResponseMetadata
+	}
+	b, body, err := c.encodeReply(h, (*buf)[:0], seq, methodName, msg, err, md)
 	if err != nil {
 		c.srv.opts.logger.Error("server: encoding reply", "method", methodName, "err", err)
-		b, err = c.encodeReply(h, (*buf)[:0], seq, methodName, nil, status.Errorf(codes.Internal, "server: encoding reply: %v", err), nil)
+		b, body, err = c.encodeReply(h, (*buf)[:0], seq, methodName, nil, status.Errorf(codes.Internal, "server: encoding reply: %v", err), nil)
 		if err != nil {
 			c.fail(err)
 			return false
@@ -188,11 +195,15 @@ func (c *conn) writeReply(h *ttheader.Header, buf *[]byte, seq uint32, methodNam
 		c.fail(err)
 		return false
 	}
+	if info != nil {
+		c.srv.replied(info, body)
+	}
 	return true
 }
 
-// statusBuf holds the decimal code of an error reply without allocating.
-func (c *conn) encodeReply(h *ttheader.Header, buf []byte, seq uint32, methodName string, msg any, callErr error, md metadata.MD) ([]byte, error) {
+// encodeReply encodes a reply frame into buf and returns it with the size
+// of its body (the encoded message or exception).
+func (c *conn) encodeReply(h *ttheader.Header, buf []byte, seq uint32, methodName string, msg any, callErr error, md metadata.MD) (frame []byte, body int, err error) {
 	h.Reset()
 	h.SeqID = seq
 	var codeBuf [4]byte
@@ -210,19 +221,23 @@ func (c *conn) encodeReply(h *ttheader.Header, buf []byte, seq uint32, methodNam
 	}
 	buf, fs, err := ttheader.AppendHeader(buf, h)
 	if err != nil {
-		return buf, err
+		return buf, 0, err
 	}
 	var ps int
 	if callErr != nil {
 		st := status.Convert(callErr)
 		buf, ps = ttheader.AppendPayloadHeader(buf, ttheader.Exception, methodName, seq)
+		body = len(buf)
 		buf = ttheader.AppendException(buf, ttheader.ExceptionType(st.Code()), st.Message())
 	} else {
 		buf, ps = ttheader.AppendPayloadHeader(buf, ttheader.Reply, methodName, seq)
+		body = len(buf)
 		if buf, err = c.srv.opts.codec.Marshal(buf, msg); err != nil {
-			return buf, err
+			return buf, 0, err
 		}
 	}
+	body = len(buf) - body
 	ttheader.FinishPayload(buf, ps)
-	return ttheader.FinishFrame(buf, fs, 0)
+	frame, err = ttheader.FinishFrame(buf, fs, 0)
+	return frame, body, err
 }

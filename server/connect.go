@@ -18,6 +18,9 @@ import (
 // with an application/proto or application/json body. Errors are JSON
 // bodies with the HTTP status of their code (status.HTTPStatus).
 func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
+	if s.serveMetrics(w, r) { // GET /metrics, with WithMetrics (observe.go)
+		return
+	}
 	h := w.Header()
 	if s.draining() {
 		// Ask the client to leave the connection; on HTTP/2 net/http turns

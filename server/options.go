@@ -9,6 +9,7 @@ import (
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/observe/metrics"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
 	"google.golang.org/grpc"
 )
@@ -28,6 +29,8 @@ type options struct {
 	registry     discovery.Registry
 	instance     discovery.Instance
 	regGrace     time.Duration
+	metrics      *metrics.Metrics // WithMetrics; nil: off
+	adminAddr    string           // WithAdminAddr; "": no admin listener
 }
 
 // defaultOptions holds every default in one place.

@@ -71,6 +71,7 @@ type Server struct {
 	httpLn  *connQueue
 	health  *health.Server
 	reflect atomic.Pointer[reflectionpb.ServerReflectionServer]
+	admin   net.Listener // WithAdminAddr's, opened at the first Serve (observe.go)
 
 	state    atomic.Int32
 	inflight atomic.Int64
@@ -215,6 +216,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerStopped
 	}
 	if !s.started {
+		if err := s.startAdmin(); err != nil {
+			s.mu.Unlock()
+			ln.Close()
+			return err
+		}
 		s.started = true
 		s.monitor = transport.NewMonitor(s.opts.handOffTick)
 		s.startProtocols(ln.Addr())

@@ -227,10 +227,12 @@ func (cc *ClientConn) encode(ctx context.Context, p *pending, seq uint32, info *
 		return nil, err
 	}
 	buf, ps := ttheader.AppendPayloadHeader(buf, ttheader.Call, info.Method, seq)
+	body := len(buf)
 	buf, err = cc.codec.Marshal(buf, req)
 	if err != nil {
 		return nil, err
 	}
+	info.SentBytes = len(buf) - body
 	ttheader.FinishPayload(buf, ps)
 	buf, err = ttheader.FinishFrame(buf, fs, 0)
 	p.buf = buf
@@ -275,6 +277,7 @@ func (cc *ClientConn) deliver(frame []byte, h *ttheader.Header) error {
 	}
 	var callErr error
 	info := p.info
+	info.ReceivedBytes = len(pld.Body)
 	for i := range h.Strings {
 		kv := &h.Strings[i]
 		switch string(kv.Key) {
