@@ -1,7 +1,8 @@
 // Package metadata carries request and response metadata: string keys
 // (lower-cased) with one or more string values. The same API serves every
 // protocol; on the native protocol metadata travels as TTHeader string
-// key/values, on gRPC and Connect as headers.
+// key/values, on gRPC and Connect as headers (and in contrib/nats as NATS
+// message headers).
 //
 // A client attaches metadata to the outgoing context:
 //
@@ -11,6 +12,43 @@
 //
 //	md, _ := metadata.FromIncoming(ctx)
 //	tenant := md.Get("x-tenant")
+//
+// # Transient and persistent metadata
+//
+// Metadata comes in two kinds, as Kitex's transit and persist do.
+// Transient metadata (AppendToOutgoing, NewOutgoingContext) travels one
+// hop: the server that receives it reads it, and the calls that server's
+// handler makes do not carry it. Persistent metadata (AppendPersistent,
+// SetPersistent) and W3C baggage (SetBaggage, WithBaggage) travel the
+// whole chain: a server puts what arrived back on every call its handler
+// makes with the handler's context, over any protocol, so a key set by the
+// first caller reaches the last service unless a service in between
+// changes or removes it.
+//
+//	ctx = metadata.AppendPersistent(ctx, "x-tenant", "acme")  // the whole chain
+//	ctx, err = metadata.SetBaggage(ctx, "sluice-lane", "canary")
+//	...
+//	tenant, _ := metadata.PersistentValue(ctx, "x-tenant")   // in any service downstream
+//	lane, _ := metadata.BaggageValue(ctx, "sluice-lane")
+//
+// # On the wire
+//
+// A persistent key k travels as the metadata key PersistentPrefix+k
+// ("rpc-persist-" + k) on every protocol; baggage travels as the metadata
+// key "baggage" in the W3C format (https://www.w3.org/TR/baggage/). The
+// prefix is reserved: any key under it is persistent at the next hop,
+// however it was sent. Kitex uses the same prefix for persistent metainfo
+// over HTTP and gRPC (bytedance/gopkg metainfo.HTTPPrefixPersistent), so
+// persistent keys cross Kitex gRPC services both ways; Kitex's TTHeader
+// form ("RPC_PERSIST_" + KEY) is accepted on arrival and becomes
+// "rpc-persist-" + key, lower-cased with '_' turned into '-' as Kitex's own
+// HTTP conversion does.
+//
+// NewIncomingContext is where the chain continues: it puts the persistent
+// keys and the baggage that arrived into the context's outgoing metadata
+// (allocating only when there are some). The transient keys that arrived
+// stay incoming only. Trace context (traceparent, tracestate) is ordinary
+// transient metadata here; the tracing middleware writes a new one per hop.
 package metadata
 
 import (
@@ -114,20 +152,31 @@ type (
 )
 
 // outgoing holds the outgoing MD plus pairs appended later, so that
-// AppendToOutgoing never copies or mutates a caller's MD.
+// AppendToOutgoing never copies or mutates a caller's MD, and the chain
+// state (persistent pairs and baggage), which NewOutgoingContext keeps.
 type outgoing struct {
 	md    MD
 	added [][]string
+	chain *chain
 }
 
 // NewOutgoingContext returns ctx carrying md for the next call. It replaces
-// any outgoing metadata already in ctx.
+// the transient outgoing metadata already in ctx. Persistent metadata and
+// baggage stay as they are, unless md has persistent keys (under
+// PersistentPrefix) or baggage: then those replace them, so that the
+// outgoing metadata read with FromOutgoing, changed and set back with
+// NewOutgoingContext, is sent once and as changed.
 func NewOutgoingContext(ctx context.Context, md MD) context.Context {
-	return context.WithValue(ctx, outgoingKey{}, outgoing{md: md})
+	o, _ := ctx.Value(outgoingKey{}).(outgoing)
+	o = outgoing{md: md, chain: o.chain}
+	if hasChainKeys(md) {
+		o.md, o.chain = transientOnly(md), chainFrom(md)
+	}
+	return context.WithValue(ctx, outgoingKey{}, o)
 }
 
 // AppendToOutgoing returns ctx with key/value pairs added to its outgoing
-// metadata. An odd count panics.
+// transient metadata. An odd count panics.
 func AppendToOutgoing(ctx context.Context, kv ...string) context.Context {
 	if len(kv)%2 == 1 {
 		panic("metadata: AppendToOutgoing got an odd number of arguments")
@@ -147,7 +196,9 @@ func AppendToOutgoing(ctx context.Context, kv ...string) context.Context {
 	return context.WithValue(ctx, outgoingKey{}, o)
 }
 
-// FromOutgoing returns the outgoing metadata in ctx as a new MD the caller may change.
+// FromOutgoing returns the outgoing metadata in ctx as a new MD the caller
+// may change: what the next call sends, persistent keys under their wire
+// names (PersistentPrefix + key) and baggage under KeyBaggage included.
 func FromOutgoing(ctx context.Context) (MD, bool) {
 	o, ok := ctx.Value(outgoingKey{}).(outgoing)
 	if !ok {
@@ -159,6 +210,14 @@ func FromOutgoing(ctx context.Context) (MD, bool) {
 			md[kv[i]] = append(md[kv[i]], kv[i+1])
 		}
 	}
+	if c := o.chain; c != nil {
+		for i := 0; i < len(c.pairs); i += 2 {
+			md[c.pairs[i]] = append(md[c.pairs[i]], c.pairs[i+1])
+		}
+		if c.header != "" {
+			md[KeyBaggage] = append(md[KeyBaggage], c.header)
+		}
+	}
 	return md, true
 }
 
@@ -168,7 +227,9 @@ type Adder interface {
 }
 
 // RangeOutgoing hands every outgoing key/value pair in ctx to a without
-// building an MD, so transports write headers without allocating.
+// building an MD, so transports write headers without allocating. It hands
+// over what FromOutgoing would list: transient pairs, then persistent pairs
+// under their wire names, then the baggage header.
 func RangeOutgoing(ctx context.Context, a Adder) {
 	o, ok := ctx.Value(outgoingKey{}).(outgoing)
 	if !ok {
@@ -184,10 +245,20 @@ func RangeOutgoing(ctx context.Context, a Adder) {
 			a.AddString(kv[i], kv[i+1])
 		}
 	}
+	if c := o.chain; c != nil {
+		for i := 0; i < len(c.pairs); i += 2 {
+			a.AddString(c.pairs[i], c.pairs[i+1])
+		}
+		if c.header != "" {
+			a.AddString(KeyBaggage, c.header)
+		}
+	}
 }
 
 // OutgoingValue returns the first outgoing value of key in ctx, the one
-// FromOutgoing(ctx) would list first, without building an MD.
+// FromOutgoing(ctx) would list first, without building an MD. Persistent
+// keys answer under their wire names (PersistentPrefix + key; see
+// PersistentValue for the plain name), baggage under KeyBaggage.
 func OutgoingValue(ctx context.Context, key string) (string, bool) {
 	o, ok := ctx.Value(outgoingKey{}).(outgoing)
 	if !ok {
@@ -204,13 +275,34 @@ func OutgoingValue(ctx context.Context, key string) (string, bool) {
 			}
 		}
 	}
+	if c := o.chain; c != nil {
+		for i := 0; i < len(c.pairs); i += 2 {
+			if c.pairs[i] == key {
+				return c.pairs[i+1], true
+			}
+		}
+		if key == KeyBaggage && c.header != "" {
+			return c.header, true
+		}
+	}
 	return "", false
 }
 
 // NewIncomingContext returns ctx carrying md as the metadata the current
 // call arrived with. Servers call it; handlers read it with FromIncoming.
+//
+// The persistent keys and the baggage in md also become ctx's outgoing
+// persistent metadata and baggage (replacing any ctx had), so that every
+// call made with ctx carries them on; md's transient keys do not travel
+// on. This costs nothing more when md has neither.
 func NewIncomingContext(ctx context.Context, md MD) context.Context {
-	return context.WithValue(ctx, incomingKey{}, md)
+	ctx = context.WithValue(ctx, incomingKey{}, md)
+	if c := chainFrom(md); c != nil {
+		o, _ := ctx.Value(outgoingKey{}).(outgoing)
+		o.chain = c
+		ctx = context.WithValue(ctx, outgoingKey{}, o)
+	}
+	return ctx
 }
 
 // FromIncoming returns the metadata the current call arrived with. The MD
