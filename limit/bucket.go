@@ -98,6 +98,15 @@ func (b *TokenBucket) Allow() bool {
 	return ok
 }
 
+// AllowAt is Allow at now, a time the caller read already (for several
+// limits, or for a call it times anyway), which saves a clock read per
+// token: the bucket reads the clock only to confirm a refusal. now should
+// come from the bucket's clock.
+func (b *TokenBucket) AllowAt(now time.Time) bool {
+	_, ok := b.take(int64(now.Sub(b.epoch)))
+	return ok
+}
+
 // Take takes a token if one is there. When none is, it takes nothing and
 // returns how long until one will be.
 func (b *TokenBucket) Take() (retryAfter time.Duration, ok bool) {

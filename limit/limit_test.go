@@ -403,3 +403,21 @@ func TestDynamicUpdateKeepsInFlight(t *testing.T) {
 }
 
 var _ endpoint.Middleware = limit.Middleware(nil)
+
+func TestTokenBucketAllowAt(t *testing.T) {
+	clk := newClock()
+	b := limit.NewTokenBucket(1, 1, clk)
+	t0 := clk.Now()
+	if !b.AllowAt(t0) {
+		t.Fatal("a full bucket refused at t0")
+	}
+	if b.AllowAt(t0) {
+		t.Fatal("an empty bucket admitted at t0")
+	}
+	if b.AllowAt(t0.Add(500 * time.Millisecond)) {
+		t.Fatal("admitted half a token early")
+	}
+	if !b.AllowAt(t0.Add(time.Second)) {
+		t.Fatal("refused a second after the last token")
+	}
+}
