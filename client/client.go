@@ -99,6 +99,12 @@ func New(target string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: empty target %q", target)
 	}
 	mws := o.middlewares
+	if m := o.metrics; m != nil {
+		mws = append([]endpoint.Middleware{m.Client()}, mws...)
+		if !o.balancerSet {
+			c.opts.balancer = defaultBalancerHooked(func(addr string, _ time.Duration) { m.Ejection(addr) })
+		}
+	}
 	if o.policy != nil {
 		mws = append(mws[:len(mws):len(mws)], o.policy.Client())
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicerpc/sluice/codec/proto"
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/observe/metrics"
 	"github.com/sluicerpc/sluice/policy"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
 )
@@ -36,6 +37,8 @@ type options struct {
 	dialer         func(ctx context.Context, addr string) (net.Conn, error)
 	etcdEndpoints  []string
 	policy         *policy.Table
+	metrics        *metrics.Metrics
+	balancerSet    bool // WithBalancer was given
 }
 
 // Protocol is the wire protocol a Client speaks.
@@ -117,8 +120,11 @@ func WithResolver(r discovery.Resolver) Option {
 // defaultBalancer is P2C over EWMA latency and in-flight calls, with
 // passive outlier ejection (5 failures in a row eject an instance for 30 s
 // × its ejection count, at most 300 s, never more than half of the set).
-func defaultBalancer() balancer.Builder {
-	b, err := outlier.New(p2c.New(), outlier.Config{})
+func defaultBalancer() balancer.Builder { return defaultBalancerHooked(nil) }
+
+// defaultBalancerHooked is the default balancer reporting ejections to onEject.
+func defaultBalancerHooked(onEject func(addr string, d time.Duration)) balancer.Builder {
+	b, err := outlier.New(p2c.New(), outlier.Config{OnEject: onEject})
 	if err != nil {
 		panic(err) // the zero Config is valid
 	}
@@ -131,7 +137,7 @@ func defaultBalancer() balancer.Builder {
 func WithBalancer(b balancer.Builder) Option {
 	return func(o *options) {
 		if b != nil {
-			o.balancer = b
+			o.balancer, o.balancerSet = b, true
 		}
 	}
 }
@@ -193,4 +199,13 @@ func WithShortServiceName() Option {
 // Table.Follow); each call uses the policy in force when it starts.
 func WithPolicy(t *policy.Table) Option {
 	return func(o *options) { o.policy = t }
+}
+
+// WithMetrics records the client's calls in m: requests by service, method,
+// code and instance, latency, calls in flight and bytes (m.Client(), as the
+// outermost middleware, so a call counts once whatever its attempts), and
+// the default balancer's ejections. Pass the same m to policy.WithObserver
+// for breaker, retry, hedge and fallback counts. Default none.
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(o *options) { o.metrics = m }
 }

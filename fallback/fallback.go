@@ -68,6 +68,9 @@ type Config struct {
 	When func(err error) bool
 	// Clock tells the time for TTL. Default: the system clock.
 	Clock Clock
+	// OnFallback, when set, is called each time a fallback answers a call,
+	// with how ("cache" or "func"). Metrics hook it here. Default none.
+	OnFallback func(info *callinfo.Info, how string)
 }
 
 // Clock tells the time.
@@ -210,7 +213,7 @@ func (f *Fallback) fallBack(ctx context.Context, req, resp any, err error) error
 				if cached := f.cache.get(key, f.cfg.Clock.Now()); cached != nil {
 					proto.Reset(m)
 					proto.Merge(m, cached)
-					mark(info, "cache")
+					f.mark(info, "cache")
 					return nil
 				}
 			}
@@ -225,13 +228,16 @@ func (f *Fallback) fallBack(ctx context.Context, req, resp any, err error) error
 	if ferr := f.cfg.Func(ctx, req, resp, err); ferr != nil {
 		return ferr
 	}
-	mark(info, "func")
+	f.mark(info, "func")
 	return nil
 }
 
-func mark(info *callinfo.Info, how string) {
+func (f *Fallback) mark(info *callinfo.Info, how string) {
 	if info == nil {
 		return
+	}
+	if f.cfg.OnFallback != nil {
+		f.cfg.OnFallback(info, how)
 	}
 	if info.ResponseMetadata == nil {
 		info.ResponseMetadata = metadata.MD{}

@@ -520,3 +520,93 @@ func TestFallbackFuncFromPolicy(t *testing.T) {
 		})
 	}
 }
+
+// recorder is an Observer that counts what it is told.
+type recorder struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (r *recorder) add(k string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counts == nil {
+		r.counts = map[string]int{}
+	}
+	r.counts[k]++
+}
+
+func (r *recorder) get(k string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[k]
+}
+
+func (r *recorder) BreakerStateChange(name string, from, to breaker.State) {
+	r.add("breaker " + to.String())
+}
+func (r *recorder) Rejected(side, service, method, reason string) {
+	r.add("rejected " + side + " " + method + " " + reason)
+}
+func (r *recorder) Retry(service, method string)    { r.add("retry " + method) }
+func (r *recorder) Hedge(service, method string)    { r.add("hedge " + method) }
+func (r *recorder) Fallback(service, method string) { r.add("fallback " + method) }
+
+// TestObserver: retries, breaker changes, client and server rejections and
+// fallbacks reach the table's Observer.
+func TestObserver(t *testing.T) {
+	bad, _ := start(t, 1, 0)
+	rec := &recorder{}
+	tb := table(t, "  service: "+svc+`
+  retries: {maxAttempts: 2, initialBackoff: 1ms}
+  breaker: {minRequests: 5, perInstance: false}
+  fallback: {cache: true}
+`, policy.WithObserver(rec))
+	c, err := client.New(bad, client.WithPolicy(tb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl := echopb.NewEchoServiceClient(c)
+	for i := 0; i < 20; i++ {
+		cl.Echo(context.Background(), &echopb.EchoRequest{Message: "x"})
+	}
+	if rec.get("retry Echo") == 0 || rec.get("breaker open") == 0 || rec.get("rejected client Echo breaker") == 0 {
+		t.Errorf("observer saw %v; want retries, the breaker opening, and breaker rejections", rec.counts)
+	}
+
+	// Server side: a limit's rejection.
+	srec := &recorder{}
+	stb := table(t, "  service: "+svc+"\n  limits: {methods: {Echo: {qps: 1, burst: 1}}}\n", policy.WithObserver(srec))
+	addr := echotest.ServeWith(t, func(addr string) echopb.EchoServiceServer { return &echo.Service{ServedBy: addr} }, server.WithPolicy(stb))
+	sc, err := client.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	for i := 0; i < 3; i++ {
+		echopb.NewEchoServiceClient(sc).Echo(context.Background(), &echopb.EchoRequest{Message: "x"})
+	}
+	if srec.get("rejected server Echo limit") == 0 {
+		t.Errorf("server observer saw %v; want a limit rejection", srec.counts)
+	}
+
+	// A fallback answer.
+	frec := &recorder{}
+	var failing atomic.Bool
+	faddr := echotest.Serve(t, func(addr string) echopb.EchoServiceServer {
+		return flaky{Service: &echo.Service{ServedBy: addr}, failing: &failing}
+	})
+	ftb := table(t, "  service: "+svc+"\n  breaker: {disabled: true}\n  fallback: {cache: true}\n", policy.WithObserver(frec))
+	fc, err := client.New(faddr, client.WithPolicy(ftb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	fcl := echopb.NewEchoServiceClient(fc)
+	fcl.Echo(context.Background(), &echopb.EchoRequest{Message: "x"})
+	failing.Store(true)
+	if _, err := fcl.Echo(context.Background(), &echopb.EchoRequest{Message: "x"}); err != nil || frec.get("fallback Echo") != 1 {
+		t.Errorf("fallback call: %v; observer saw %v", err, frec.counts)
+	}
+}

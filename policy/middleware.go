@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/sluicerpc/sluice/breaker"
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/limit"
 )
 
 func infoOf(ctx context.Context) *callinfo.Info { return callinfo.FromContext(ctx) }
@@ -55,12 +57,16 @@ func (cc *clientChains) call(ctx context.Context, req, resp any) error {
 	if mp == nil {
 		mp = sp.def
 	}
-	if cm := cc.eps.Load(); cm != nil && cm.gen == gen {
-		if ep := cm.m[mp]; ep != nil {
-			return ep(ctx, req, resp)
-		}
+	var err error
+	if cm := cc.eps.Load(); cm != nil && cm.gen == gen && cm.m[mp] != nil {
+		err = cm.m[mp](ctx, req, resp)
+	} else {
+		err = cc.build(gen, mp)(ctx, req, resp)
 	}
-	return cc.build(gen, mp)(ctx, req, resp)
+	if err != nil && cc.t.opts.observer != nil && errors.Is(err, breaker.ErrOpen) {
+		cc.t.opts.observer.Rejected("client", info.Service, info.Method, "breaker")
+	}
+	return err
 }
 
 // build makes mp's chain and caches it.
@@ -150,7 +156,15 @@ func (t *Table) Server() endpoint.Middleware {
 			if sp == nil || sp.limiter == nil {
 				return next(ctx, req, resp)
 			}
-			return sp.limiter.Serve(ctx, req, resp, next)
+			err := sp.limiter.Serve(ctx, req, resp, next)
+			if err != nil && t.opts.observer != nil && errors.Is(err, limit.ErrLimited) {
+				reason := "limit"
+				if errors.Is(err, limit.ErrShed) {
+					reason = "shed"
+				}
+				t.opts.observer.Rejected("server", info.Service, info.Method, reason)
+			}
+			return err
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sluicerpc/sluice/breaker"
+	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/config"
 	"github.com/sluicerpc/sluice/fallback"
 	"github.com/sluicerpc/sluice/limit"
@@ -73,6 +74,7 @@ type TableOption func(*tableOptions)
 
 type tableOptions struct {
 	clock         Clock
+	observer      Observer
 	onStateChange func(name string, from, to breaker.State)
 	fallbacks     map[string]FallbackFunc // by "/pkg.Service/Method"
 	logger        *slog.Logger
@@ -90,6 +92,26 @@ func WithClock(c Clock) TableOption { return func(o *tableOptions) { o.clock = c
 func WithBreakerStateChange(fn func(name string, from, to breaker.State)) TableOption {
 	return func(o *tableOptions) { o.onStateChange = fn }
 }
+
+// Observer is told what the policies do, for metrics; *metrics.Metrics
+// (package observe/metrics) is one. Its methods must return quickly.
+type Observer interface {
+	// BreakerStateChange reports a breaker (a method's, named
+	// service/method, or an instance's, named by address) changing state.
+	BreakerStateChange(name string, from, to breaker.State)
+	// Rejected reports a call turned away: side "client" (reason
+	// "breaker") or "server" (reason "limit" or "shed").
+	Rejected(side, service, method, reason string)
+	// Retry reports a retry being sent; Hedge a backup attempt; Fallback
+	// a call answered by its fallback.
+	Retry(service, method string)
+	Hedge(service, method string)
+	Fallback(service, method string)
+}
+
+// WithObserver reports breaker state changes, rejections, retries, hedges
+// and fallbacks to o (default none), alongside WithBreakerStateChange.
+func WithObserver(o Observer) TableOption { return func(o2 *tableOptions) { o2.observer = o } }
 
 // WithFallbackFunc registers fn as the fallback of fullMethod
 // ("/pkg.Service/Method"), used where a policy says fallback: {func: true}.
@@ -111,6 +133,14 @@ func NewTable(specs []TrafficPolicy, opts ...TableOption) (*Table, error) {
 	t := &Table{opts: tableOptions{logger: slog.Default()}}
 	for _, o := range opts {
 		o(&t.opts)
+	}
+	if ob, fn := t.opts.observer, t.opts.onStateChange; ob != nil {
+		t.opts.onStateChange = func(name string, from, to breaker.State) {
+			ob.BreakerStateChange(name, from, to)
+			if fn != nil {
+				fn(name, from, to)
+			}
+		}
 	}
 	t.cur.Store(&compiled{services: map[string]*servicePolicy{}, specs: map[string]TrafficPolicy{}})
 	if err := t.Update(specs); err != nil {
@@ -281,6 +311,9 @@ func (t *Table) compileMethod(service, method string, r Rules, prev, def *method
 			Budget:         mp.budget,
 			Clock:          t.opts.clock,
 		}
+		if ob := t.opts.observer; ob != nil {
+			cfg.OnRetry = func(info *callinfo.Info) { ob.Retry(info.Service, info.Method) }
+		}
 		if mp.retry, err = retry.New(cfg); err != nil {
 			return nil, err
 		}
@@ -297,6 +330,9 @@ func (t *Table) compileMethod(service, method string, r Rules, prev, def *method
 				NonFatalCodes: parseCodes(h.NonFatalCodes),
 				Budget:        hedgeBudget(h.Budget, t.opts.clock),
 				Clock:         t.opts.clock,
+			}
+			if ob := t.opts.observer; ob != nil {
+				cfg.OnHedge = func(info *callinfo.Info) { ob.Hedge(info.Service, info.Method) }
 			}
 			if cfg.Delay == 0 {
 				cfg.Delay = 10 * time.Millisecond
@@ -322,6 +358,9 @@ func (t *Table) compileMethod(service, method string, r Rules, prev, def *method
 				Size:  f.Size,
 				When:  failureOf(f.Codes),
 				Clock: t.opts.clock,
+			}
+			if ob := t.opts.observer; ob != nil {
+				cfg.OnFallback = func(info *callinfo.Info, _ string) { ob.Fallback(info.Service, info.Method) }
 			}
 			if fn := mp.fbFunc; fn != nil {
 				cfg.Func = fn

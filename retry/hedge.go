@@ -55,6 +55,10 @@ type HedgeConfig struct {
 	// returned Timer is stopped first, as time.AfterFunc does. Default:
 	// time.AfterFunc. Tests replace it to fire hedges by hand.
 	AfterFunc func(d time.Duration, f func()) Timer
+	// OnHedge, when set, is called as each backup attempt is sent, with
+	// the attempt's own info (its Attempt is the hedge's number). Metrics
+	// hook it here. Default none.
+	OnHedge func(info *callinfo.Info)
 }
 
 // Timer is a pending AfterFunc; *time.Timer is one. A Hedger re-arms the
@@ -435,6 +439,9 @@ func (c *hedgeCall) start(n int, avoid []string, results chan<- hedgeResult) *he
 	info.Peer = ""
 	info.ResponseMetadata = nil
 	info.Avoid = append(append(make([]string, 0, len(c.tmpl.Avoid)+len(avoid)), c.tmpl.Avoid...), avoid...)
+	if f := c.h.cfg.OnHedge; f != nil {
+		f(info)
+	}
 	go func() {
 		err := c.next(&a.ctx, c.req, a.resp)
 		results <- hedgeResult{err: err, peer: info.Peer, a: a}

@@ -40,6 +40,10 @@ type Config struct {
 	// PerTryTimeout bounds each attempt. Default 0: attempts share the
 	// caller's deadline.
 	PerTryTimeout time.Duration
+	// OnRetry, when set, is called before each retry is sent, with the
+	// call's info (Attempt is the try about to be made). Metrics hook it
+	// here. Default none.
+	OnRetry func(info *callinfo.Info)
 	// Budget bounds retries across all calls through this policy. Default:
 	// retries may be at most 10% of calls plus 10 per second.
 	Budget *Budget
@@ -174,6 +178,10 @@ func (p *Policy) call(ctx context.Context, info *callinfo.Info, next endpoint.En
 			return err
 		}
 		backoff = min(time.Duration(float64(backoff)*p.cfg.Multiplier), p.cfg.MaxBackoff)
+		if f := p.cfg.OnRetry; f != nil {
+			info.Attempt = attempt + 1
+			f(info)
+		}
 	}
 }
 

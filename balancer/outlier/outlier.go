@@ -64,6 +64,11 @@ type Config struct {
 	IsFailure func(error) bool
 	// Clock tells the time. Nil means the system clock.
 	Clock Clock
+	// OnEject, when set, is called with an instance's address and how long
+	// it is out each time it is ejected (metrics hook it here). It runs
+	// under the Builder's lock: it must return quickly and must not pick.
+	// Nil means none.
+	OnEject func(addr string, d time.Duration)
 }
 
 // Defaults for the zero fields of Config.
@@ -167,7 +172,7 @@ func (b *Builder) Build(instances []discovery.Instance) balancer.Picker {
 	p := &picker{b: b, instances: instances, members: make([]*member, len(instances))}
 	index := make(map[*discovery.Instance]*member, len(instances))
 	for i := range instances {
-		m := &member{p: p, h: b.hosts.Get(instances[i].Addr, newHost)}
+		m := &member{p: p, h: b.hosts.Get(instances[i].Addr, newHost), addr: instances[i].Addr}
 		m.done = m.record
 		p.members[i] = m
 		index[&instances[i]] = m
@@ -306,8 +311,9 @@ func (b *Builder) limit(n int) int { return n * b.cfg.MaxEjectedPercent / 100 }
 
 // member is one instance of one picker.
 type member struct {
-	p *picker
-	h *host
+	p    *picker
+	h    *host
+	addr string
 	// done is m.record, made once so that Pick hands it out without
 	// allocating.
 	done func(balancer.DoneInfo)
@@ -365,6 +371,9 @@ func (b *Builder) eject(m *member) {
 	h.since, h.until = now, now+d
 	h.failures.Store(0)
 	b.gen.Add(1)
+	if f := b.cfg.OnEject; f != nil {
+		f(m.addr, d)
+	}
 }
 
 // call joins an inner picker's Done to the member's record. Calls are

@@ -169,7 +169,12 @@ func TestConfiguredThreshold(t *testing.T) {
 }
 
 func TestEjectionTimes(t *testing.T) {
-	e := newEnv(t, 4, outlier.Config{}, nil)
+	type ejection struct {
+		addr string
+		d    time.Duration
+	}
+	var got []ejection
+	e := newEnv(t, 4, outlier.Config{OnEject: func(addr string, d time.Duration) { got = append(got, ejection{addr, d}) }}, nil)
 	target := e.ins[2].Addr
 	isOut := func() bool { return slices.Contains(e.out(e.p, e.ins), target) }
 	want := []time.Duration{30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 300, 300}
@@ -186,6 +191,9 @@ func TestEjectionTimes(t *testing.T) {
 		e.clk.Advance(time.Second)
 		if isOut() {
 			t.Fatalf("ejection %d: still out after %v", i+1, d)
+		}
+		if n := len(got); n != i+1 || got[n-1] != (ejection{target, d}) {
+			t.Fatalf("ejection %d: OnEject calls %v, want the last to be %s for %v", i+1, got, target, d)
 		}
 	}
 	// 300 s in takes ten off the count of twelve: the next one is the third.
