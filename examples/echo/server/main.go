@@ -3,6 +3,14 @@
 //	go run ./examples/echo/server --addr 127.0.0.1:8080 --delay 2ms --fail-rate 0.05
 //	go run ./examples/echo/server --addr 127.0.0.1:8081 \
 //	    --registry etcd://127.0.0.1:2379 --service echo --labels version=v2,lane=blue
+//	go run ./examples/echo/server --access-log --otlp http://127.0.0.1:4317
+//
+// --access-log writes one JSON line per call to stderr (trace_id, span_id,
+// service, method, code, duration, peer, protocol), and turns the other
+// log lines into JSON too. --otlp exports traces (1% of new traces, every
+// failed call) to an OpenTelemetry collector. Either one turns tracing on:
+// the server continues its callers' traces, so its lines carry their
+// trace ids.
 //
 // On SIGINT or SIGTERM it withdraws its registration first, then drains.
 package main
@@ -11,6 +19,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,8 +30,11 @@ import (
 
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/discovery/etcd"
+	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/observe/log"
+	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/server"
 )
 
@@ -35,6 +47,8 @@ func main() {
 	flag.StringVar(&f.service, "service", "echo", "service name in the registry")
 	flag.StringVar(&f.labels, "labels", "", "instance labels, e.g. version=v2,lane=blue")
 	flag.IntVar(&f.weight, "weight", 0, "instance weight (0: the default, 100)")
+	flag.BoolVar(&f.accessLog, "access-log", false, "log every call as a JSON line on stderr")
+	flag.StringVar(&f.otlp, "otlp", "", "export traces over OTLP/gRPC, e.g. http://127.0.0.1:4317")
 	flag.Parse()
 	if err := run(f); err != nil {
 		fmt.Fprintln(os.Stderr, "echo server:", err)
@@ -47,6 +61,8 @@ type flags struct {
 	failRate                        float64
 	delay                           time.Duration
 	weight                          int
+	accessLog                       bool
+	otlp                            string
 }
 
 func run(f flags) error {
@@ -61,7 +77,11 @@ func run(f flags) error {
 	if err != nil {
 		return err
 	}
-	var opts []server.Option
+	opts, shutdown, err := observability(f, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer shutdown()
 	if f.registry != "" {
 		if !strings.HasPrefix(f.registry, "etcd://") {
 			return fmt.Errorf("--registry %q: want etcd://host:port[,host:port]", f.registry)
@@ -89,6 +109,46 @@ func run(f flags) error {
 		return err
 	}
 	return nil
+}
+
+// observability returns the server options --access-log and --otlp ask
+// for, and a function that flushes what is left to export. The access log
+// and, with it, every other log line go to logOut as JSON.
+func observability(f flags, logOut io.Writer) ([]server.Option, func(), error) {
+	if !f.accessLog && f.otlp == "" {
+		return nil, func() {}, nil
+	}
+	pc := trace.ProviderConfig{}
+	if f.otlp != "" {
+		exp, err := trace.NewOTLPExporter(context.Background(), f.otlp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--otlp: %w", err)
+		}
+		pc.Exporter = exp
+	}
+	tp, err := trace.NewProvider(pc)
+	if err != nil {
+		return nil, nil, err
+	}
+	shutdown := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tp.Shutdown(ctx)
+	}
+	tr, err := trace.New(trace.Config{TracerProvider: tp})
+	if err != nil {
+		shutdown()
+		return nil, nil, err
+	}
+	mws := []endpoint.Middleware{tr.Server()}
+	var opts []server.Option
+	if f.accessLog {
+		logger := slog.New(log.Handler(slog.NewJSONHandler(logOut, nil)))
+		slog.SetDefault(logger)
+		mws = append(mws, log.AccessLog(logger))
+		opts = append(opts, server.WithLogger(logger))
+	}
+	return append(opts, server.WithMiddleware(mws...)), shutdown, nil
 }
 
 // parseLabels parses "k=v,k2=v2".

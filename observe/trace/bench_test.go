@@ -1,0 +1,211 @@
+package trace_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/client"
+	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/examples/echo"
+	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/observe/trace"
+	"github.com/sluicerpc/sluice/server"
+	"github.com/sluicerpc/sluice/status"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+)
+
+// design is one way of tracing at 1% with error capture.
+type design struct {
+	name  string
+	build func(tb testing.TB) *trace.Tracing // nil: no tracing
+}
+
+var designs = []design{
+	{"off", nil},
+	// Sluice's: a span the sampler drops never enters the SDK; a failed
+	// call replays its span, sampled, with the same ids.
+	{"sluice-1%", func(tb testing.TB) *trace.Tracing {
+		tp, err := trace.NewProvider(trace.ProviderConfig{Exporter: tracetest.NewNoopExporter()})
+		return newTracing(tb, tp, err, trace.Config{TracerProvider: tp})
+	}},
+	// The same with error capture unbounded: the cost of capturing every
+	// failure (the default bound, DefaultErrorCaptureRate, lets 100 a
+	// second through, so /fail above mostly measures failures not captured).
+	{"sluice-1%-capture-all", func(tb testing.TB) *trace.Tracing {
+		tp, err := trace.NewProvider(trace.ProviderConfig{Exporter: tracetest.NewNoopExporter()})
+		return newTracing(tb, tp, err, trace.Config{TracerProvider: tp, ErrorCaptureRate: -1})
+	}},
+	// The same sampler and error capture through the SDK (what any
+	// provider other than a *trace.Provider gets).
+	{"sluice-1%-sdk-path", func(tb testing.TB) *trace.Tracing {
+		tp, err := trace.NewProvider(trace.ProviderConfig{Exporter: tracetest.NewNoopExporter()})
+		return newTracing(tb, tp, err, trace.Config{TracerProvider: sdkOnly{tp}})
+	}},
+	// The alternative: unsampled spans are recorded (RecordOnly) and a
+	// processor exports those that end with status Error.
+	{"record-only-1%", func(tb testing.TB) *trace.Tracing {
+		notSampled := sdktrace.AlwaysRecord(sdktrace.NeverSample())
+		tp := sdktrace.NewTracerProvider(
+			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysRecord(sdktrace.TraceIDRatioBased(0.01)),
+				sdktrace.WithRemoteParentNotSampled(notSampled), sdktrace.WithLocalParentNotSampled(notSampled))),
+			sdktrace.WithSpanProcessor(errorsOnly{sdktrace.NewBatchSpanProcessor(tracetest.NewNoopExporter())}),
+		)
+		return newTracing(tb, tp, nil, trace.Config{TracerProvider: tp, DisableErrorCapture: true})
+	}},
+	{"sluice-100%", func(tb testing.TB) *trace.Tracing {
+		tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: 1}, Exporter: tracetest.NewNoopExporter()})
+		return newTracing(tb, tp, err, trace.Config{TracerProvider: tp})
+	}},
+}
+
+func newTracing(tb testing.TB, tp interface{ Shutdown(context.Context) error }, err error, cfg trace.Config) *trace.Tracing {
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { tp.Shutdown(context.Background()) })
+	tr, err := trace.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tr
+}
+
+// errorsOnly passes sampled spans on, and unsampled ones that failed as
+// if sampled: the processor half of the record-only design.
+type errorsOnly struct{ sdktrace.SpanProcessor }
+
+func (p errorsOnly) OnEnd(s sdktrace.ReadOnlySpan) {
+	switch {
+	case s.SpanContext().IsSampled():
+		p.SpanProcessor.OnEnd(s)
+	case s.Status().Code == otelcodes.Error:
+		p.SpanProcessor.OnEnd(sampledView{s})
+	}
+}
+
+type sampledView struct{ sdktrace.ReadOnlySpan }
+
+func (v sampledView) SpanContext() oteltrace.SpanContext {
+	sc := v.ReadOnlySpan.SpanContext()
+	return sc.WithTraceFlags(sc.TraceFlags() | oteltrace.FlagsSampled)
+}
+
+// BenchmarkMiddleware runs the client middleware, a wire that carries the
+// traceparent, and the server middleware in process: what tracing adds
+// to one call on both sides, without the network. New traces, 1%
+// sampled; "fail" calls end with Unavailable, which error capture
+// exports.
+func BenchmarkMiddleware(b *testing.B) {
+	for _, d := range designs {
+		for _, fail := range []bool{false, true} {
+			name := d.name + "/ok"
+			if fail {
+				name = d.name + "/fail"
+			}
+			b.Run(name, func(b *testing.B) { benchMiddleware(b, d, fail) })
+		}
+	}
+}
+
+func benchMiddleware(b *testing.B, d design, fail bool) {
+	var cmw, smw []endpoint.Middleware
+	if d.build != nil {
+		tr := d.build(b)
+		cmw, smw = []endpoint.Middleware{tr.Client()}, []endpoint.Middleware{tr.Server()}
+	}
+	unavailable := status.Err(codes.Unavailable, "bench: failing as asked")
+	handler := func(ctx context.Context, req, resp any) error {
+		if fail {
+			return unavailable
+		}
+		resp.(*endpoint.Reply).Msg = req
+		return nil
+	}
+	srv := endpoint.Chain(smw...)(handler)
+	var (
+		sc    callinfo.Carrier
+		reply endpoint.Reply
+		md    = metadata.MD{trace.TraceparentKey: {""}}
+	)
+	wire := func(ctx context.Context, req, resp any) error {
+		sc.Context = context.Background()
+		sc.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1}
+		var sctx context.Context = &sc
+		if tp, ok := metadata.OutgoingValue(ctx, trace.TraceparentKey); ok {
+			md[trace.TraceparentKey][0] = tp
+			sc.Info.Metadata = md
+			sctx = metadata.NewIncomingContext(sctx, md)
+		}
+		return srv(sctx, req, &reply)
+	}
+	cli := endpoint.Chain(cmw...)(wire)
+	var cc callinfo.Carrier
+	req := &echopb.EchoRequest{Message: "bench"}
+	b.ReportAllocs()
+	for b.Loop() {
+		cc.Context = context.Background()
+		cc.Info = callinfo.Info{Side: callinfo.Client, Service: echoService, Method: "Echo", FullMethod: "/" + echoName, Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1}
+		if err := cli(&cc, req, nil); (err != nil) != fail {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCall is one echo over loopback with the middlewares on both
+// sides, 50 callers per core, 1 KiB payloads (server's runParallel).
+// cpu-ns/op is the process's CPU time per call.
+func BenchmarkCall(b *testing.B) {
+	for _, d := range designs {
+		b.Run(d.name, func(b *testing.B) {
+			var sopts []server.Option
+			var copts []client.Option
+			if d.build != nil {
+				tr := d.build(b)
+				sopts = append(sopts, server.WithMiddleware(tr.Server()))
+				copts = append(copts, client.WithMiddleware(tr.Client()))
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := server.New(append(sopts, server.WithLogger(slog.New(slog.DiscardHandler)))...)
+			echopb.RegisterEchoServiceServer(s, &echo.Service{ServedBy: ln.Addr().String()})
+			go s.Serve(ln)
+			defer s.Stop()
+			c, err := client.New(ln.Addr().String(), copts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			cl := echopb.NewEchoServiceClient(c)
+			req := &echopb.EchoRequest{Message: "bench", Payload: bytes.Repeat([]byte{'x'}, 1024)}
+			b.ReportAllocs()
+			b.SetParallelism(50)
+			b.ResetTimer()
+			cpu := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					if _, err := cl.Echo(ctx, req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			if cpu > 0 {
+				// CPU time per call, both sides: what bounds QPS on a busy
+				// machine, and steadier than ns/op when other work shares it.
+				b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			}
+		})
+	}
+}

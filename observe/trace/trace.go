@@ -1,0 +1,532 @@
+package trace
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/status"
+	"go.opentelemetry.io/otel"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	oteltrace "go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc/codes"
+)
+
+// ScopeName is the instrumentation scope of Sluice's spans.
+const ScopeName = "github.com/sluicerpc/sluice/observe/trace"
+
+// Config configures a Tracing. The zero value traces through the global
+// TracerProvider with W3C Trace Context and the classic attribute set.
+type Config struct {
+	// TracerProvider makes the spans (default otel.GetTracerProvider()).
+	// Give the *Provider NewProvider returns for Sluice's sampling with
+	// error capture and for the fast path, where a call the sampler drops
+	// costs no SDK span; any other provider (the global one included, even
+	// when it delegates to a *Provider) goes through the SDK on every call.
+	TracerProvider oteltrace.TracerProvider
+	// Propagator carries the trace context in request metadata (default
+	// propagation.TraceContext{}: traceparent and tracestate, encoded and
+	// decoded by Sluice without the propagator's allocations). A composite
+	// propagator (with baggage, say) takes the generic path.
+	Propagator propagation.TextMapPropagator
+	// Attributes selects the semantic-convention attribute set (default
+	// AttributesClassic).
+	Attributes Attributes
+	// NativeSystem is rpc.system for calls on the native protocol (default
+	// "kitex": the native protocol is Kitex's TTHeader with KitexProtobuf
+	// payloads, and rpc.system names the protocol family as "grpc" does for
+	// every gRPC implementation, so a Kitex peer traced by
+	// kitex-contrib/obs-opentelemetry reports the same system).
+	NativeSystem string
+	// DisableErrorCapture turns error capture off (default false: a call
+	// that fails is exported even when its span was not sampled, provided
+	// the provider samples with Sampler; see the package doc).
+	DisableErrorCapture bool
+	// ErrorCaptureRate bounds the spans error capture exports, per second
+	// and per Tracing, so that an outage, when every call fails, does not
+	// turn into a tracing storm (default DefaultErrorCaptureRate; negative:
+	// no bound). Sampled spans do not count.
+	ErrorCaptureRate int
+}
+
+// DefaultErrorCaptureRate is the default Config.ErrorCaptureRate.
+const DefaultErrorCaptureRate = 100
+
+// Attributes names a set of OpenTelemetry RPC semantic-convention attributes.
+type Attributes uint8
+
+const (
+	// AttributesClassic is the set most backends and dashboards know
+	// (semantic conventions up to v1.37, otelgrpc's OTEL_SEMCONV_STABILITY_OPT_IN=rpc/old):
+	// rpc.system ("kitex", "grpc", "connect_rpc"), rpc.service, rpc.method
+	// (the method's short name), rpc.grpc.status_code (the numeric code, on
+	// every protocol: Sluice's error model is gRPC's everywhere) and, on
+	// Connect failures, rpc.connect_rpc.error_code.
+	AttributesClassic Attributes = iota
+	// AttributesCurrent is the set of semantic conventions v1.40 and later
+	// (otelgrpc's default): rpc.system.name ("kitex", "grpc",
+	// "connectrpc"), rpc.method ("pkg.Service/Method"),
+	// rpc.response.status_code ("UNAVAILABLE") and, on failure, error.type.
+	AttributesCurrent
+	// AttributesBoth sets both (otelgrpc's rpc/dup); rpc.method is the
+	// current, fully-qualified name.
+	AttributesBoth
+)
+
+// Tracing makes a span per client call and per server call. Make one with
+// New and install its middlewares with client.WithMiddleware and
+// server.WithMiddleware. It is safe for concurrent use.
+type Tracing struct {
+	tp         oteltrace.TracerProvider
+	tracer     oteltrace.Tracer
+	sampler    *sampler                      // non-nil when tp is a *Provider: the fast path
+	prop       propagation.TextMapPropagator // nil: the built-in W3C Trace Context
+	attrs      Attributes
+	native     string
+	capture    bool
+	clientOpts []oteltrace.SpanStartOption
+	serverOpts []oteltrace.SpanStartOption
+	names      names
+	limit      captureLimit
+}
+
+// New returns a Tracing configured by cfg.
+func New(cfg Config) (*Tracing, error) {
+	if cfg.Attributes > AttributesBoth {
+		return nil, fmt.Errorf("trace: Attributes %d: want AttributesClassic, AttributesCurrent or AttributesBoth", cfg.Attributes)
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	t := &Tracing{
+		tp:         tp,
+		tracer:     tp.Tracer(ScopeName),
+		attrs:      cfg.Attributes,
+		native:     cfg.NativeSystem,
+		capture:    !cfg.DisableErrorCapture,
+		limit:      captureLimit{perSecond: int64(cfg.ErrorCaptureRate), clock: time.Now},
+		clientOpts: []oteltrace.SpanStartOption{oteltrace.WithSpanKind(oteltrace.SpanKindClient)},
+		serverOpts: []oteltrace.SpanStartOption{oteltrace.WithSpanKind(oteltrace.SpanKindServer)},
+	}
+	if p, ok := tp.(*Provider); ok && p != nil {
+		t.sampler = p.sampler
+	}
+	if t.native == "" {
+		t.native = "kitex"
+	}
+	if cfg.ErrorCaptureRate == 0 {
+		t.limit.perSecond = DefaultErrorCaptureRate
+	}
+	if _, w3c := cfg.Propagator.(propagation.TraceContext); cfg.Propagator != nil && !w3c {
+		t.prop = cfg.Propagator
+	}
+	return t, nil
+}
+
+// Client returns the client middleware: a span of kind client per call
+// (per attempt when installed inside a retry middleware), whose context
+// goes to the server in the request metadata.
+func (t *Tracing) Client() endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req, resp any) error {
+			info := callinfo.FromContext(ctx)
+			if info == nil {
+				return next(ctx, req, resp)
+			}
+			start := info.Start
+			if info.Attempt > 1 || start.IsZero() {
+				start = now()
+			}
+			name := t.spanName(info)
+			var (
+				sctx context.Context
+				span oteltrace.Span
+			)
+			if t.sampler != nil {
+				sctx, span = t.start(ctx, oteltrace.SpanContextFromContext(ctx), name, t.clientOpts)
+			} else {
+				sctx, span = t.tracer.Start(ctx, name, t.clientOpts...)
+			}
+			if sc := span.SpanContext(); sc.IsValid() {
+				sctx = t.inject(sctx, sc)
+			}
+			done := false
+			defer func() {
+				if !done { // a panic or Goexit went through
+					t.end(ctx, oteltrace.SpanContext{}, span, info, start, oteltrace.SpanKindClient, errPanic)
+				}
+			}()
+			err := next(sctx, req, resp)
+			done = true
+			t.end(ctx, oteltrace.SpanContext{}, span, info, start, oteltrace.SpanKindClient, err)
+			return err
+		}
+	}
+}
+
+// Server returns the server middleware: it continues the trace the
+// request metadata carries, or starts one, with a span of kind server.
+// Put it before the middlewares that read the span (the access log), so
+// that they and the handler see it.
+func (t *Tracing) Server() endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req, resp any) error {
+			info := callinfo.FromContext(ctx)
+			if info == nil {
+				return next(ctx, req, resp)
+			}
+			start := info.Start
+			if start.IsZero() {
+				start = now()
+			}
+			name := t.spanName(info)
+			base, remote := t.extract(ctx)
+			var (
+				sctx context.Context
+				span oteltrace.Span
+			)
+			if t.sampler != nil {
+				sctx, span = t.start(base, remote, name, t.serverOpts)
+			} else {
+				sctx, span = t.tracer.Start(t.withRemote(base, remote), name, t.serverOpts...)
+			}
+			done := false
+			defer func() {
+				if !done {
+					t.end(base, remote, span, info, start, oteltrace.SpanKindServer, errPanic)
+				}
+			}()
+			err := next(sctx, req, resp)
+			done = true
+			t.end(base, remote, span, info, start, oteltrace.SpanKindServer, err)
+			return err
+		}
+	}
+}
+
+var errPanic = status.Err(codes.Internal, "trace: the call panicked")
+
+// start is the fast path, taken when the provider is a *Provider: the
+// sampler decides first, and a span it drops never enters the SDK. parent
+// is the parent span context: ctx's span on the client, the remote one on
+// the server (not yet in ctx, which saves its context on the common path).
+func (t *Tracing) start(ctx context.Context, parent oteltrace.SpanContext, name string, opts []oteltrace.SpanStartOption) (context.Context, oteltrace.Span) {
+	sc, sampled := t.sampler.decide(parent, name)
+	if !sampled {
+		c := &spanCtx{Context: ctx, span: unsampledSpan{sc: sc, tp: t.tp}}
+		if spanKey == nil {
+			return oteltrace.ContextWithSpan(ctx, &c.span), &c.span
+		}
+		return c, &c.span
+	}
+	if parent.IsRemote() {
+		ctx = t.withRemote(ctx, parent)
+	}
+	return t.tracer.Start(&presetContext{Context: ctx, sc: sc}, name, opts...)
+}
+
+// unsampledSpan is the span of a call the sampler dropped on the fast
+// path: what the SDK's non-recording span is, with the ids the sampler
+// drew, and the provider for code that asks a span for one.
+type unsampledSpan struct {
+	noop.Span
+	sc oteltrace.SpanContext
+	tp oteltrace.TracerProvider
+}
+
+func (s *unsampledSpan) SpanContext() oteltrace.SpanContext       { return s.sc }
+func (s *unsampledSpan) TracerProvider() oteltrace.TracerProvider { return s.tp }
+
+// spanCtx is a context holding an unsampled span, context and span in
+// one allocation where oteltrace.ContextWithSpan takes two: the fast path
+// makes one per call on each side.
+type spanCtx struct {
+	context.Context
+	span unsampledSpan
+}
+
+func (c *spanCtx) Value(k any) any {
+	if k == spanKey {
+		return &c.span
+	}
+	return c.Context.Value(k)
+}
+
+// spanKey is the key oteltrace.SpanFromContext looks a span up by, learnt
+// by watching it ask, and checked: nil when the check fails (a future
+// otel that finds spans another way), and then spanCtx is not used.
+var spanKey = probeSpanKey()
+
+func probeSpanKey() any {
+	p := &keyProbe{Context: context.Background()}
+	oteltrace.SpanFromContext(p)
+	if p.key == nil {
+		return nil
+	}
+	want := &unsampledSpan{sc: oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: oteltrace.TraceID{1}, SpanID: oteltrace.SpanID{1}})}
+	ctx := context.Context(&keyAnswer{Context: context.Background(), key: p.key, span: want})
+	if oteltrace.SpanFromContext(ctx) != oteltrace.Span(want) || !oteltrace.SpanContextFromContext(ctx).Equal(want.sc) {
+		return nil
+	}
+	return p.key
+}
+
+// keyProbe records the first key it is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(k any) any {
+	if p.key == nil {
+		p.key = k
+	}
+	return nil
+}
+
+// keyAnswer answers key with span.
+type keyAnswer struct {
+	context.Context
+	key  any
+	span oteltrace.Span
+}
+
+func (a *keyAnswer) Value(k any) any {
+	if k == a.key {
+		return a.span
+	}
+	return a.Context.Value(k)
+}
+
+// inject puts sc into the outgoing metadata of ctx.
+func (t *Tracing) inject(ctx context.Context, sc oteltrace.SpanContext) context.Context {
+	if t.prop != nil {
+		var c pairs
+		t.prop.Inject(ctx, &c)
+		if len(c) == 0 {
+			return ctx
+		}
+		return replaceOutgoing(ctx, c)
+	}
+	tp := formatTraceparent(sc)
+	ts := sc.TraceState()
+	// A caller that forwards incoming metadata (a proxy, say) may have put
+	// its caller's traceparent there; ours must replace it, not follow it.
+	if _, ok := metadata.OutgoingValue(ctx, TraceparentKey); ok {
+		return replaceOutgoing(ctx, pairs{TraceparentKey, tp, TracestateKey, ts.String()})
+	}
+	if ts.Len() > 0 {
+		return metadata.AppendToOutgoing(ctx, TraceparentKey, tp, TracestateKey, ts.String())
+	}
+	return metadata.AppendToOutgoing(ctx, TraceparentKey, tp)
+}
+
+// replaceOutgoing sets the pairs in the outgoing metadata of ctx,
+// replacing values already there; an empty value deletes its key.
+func replaceOutgoing(ctx context.Context, p pairs) context.Context {
+	md, ok := metadata.FromOutgoing(ctx)
+	if !ok {
+		md = metadata.MD{}
+	}
+	for i := 0; i < len(p); i += 2 {
+		if p[i+1] == "" {
+			md.Delete(p[i])
+		} else {
+			md.Set(p[i], p[i+1])
+		}
+	}
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
+// extract reads the caller's span context from the incoming metadata of
+// ctx. With the built-in W3C propagator it returns ctx itself and the
+// remote span context (invalid when there is none, or a malformed one);
+// withRemote puts it in a context when needed. A generic propagator
+// returns its own context, which holds the span context (and whatever
+// else it carries, baggage say).
+func (t *Tracing) extract(ctx context.Context) (context.Context, oteltrace.SpanContext) {
+	md, ok := metadata.FromIncoming(ctx)
+	if !ok {
+		return ctx, oteltrace.SpanContext{}
+	}
+	if t.prop != nil {
+		ctx = t.prop.Extract(ctx, mdCarrier(md))
+		return ctx, oteltrace.SpanContextFromContext(ctx)
+	}
+	tid, sid, flags, err := parseTraceparent(md.Value(TraceparentKey))
+	if err != nil {
+		return ctx, oteltrace.SpanContext{}
+	}
+	scc := oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true}
+	if ts := md.Value(TracestateKey); ts != "" {
+		// A malformed tracestate must not cost the traceparent (W3C).
+		scc.TraceState, _ = oteltrace.ParseTraceState(ts)
+	}
+	return ctx, oteltrace.NewSpanContext(scc)
+}
+
+// withRemote returns base holding the remote span context extract found,
+// unless base already holds it (a generic propagator's context).
+func (t *Tracing) withRemote(base context.Context, remote oteltrace.SpanContext) context.Context {
+	if t.prop != nil || !remote.IsValid() {
+		return base
+	}
+	return oteltrace.ContextWithRemoteSpanContext(base, remote)
+}
+
+// end finishes span. parent (with remote, on the server) is the context
+// span was started in; an error-capture span starts there too.
+func (t *Tracing) end(parent context.Context, remote oteltrace.SpanContext, span oteltrace.Span, info *callinfo.Info, start time.Time, kind oteltrace.SpanKind, err error) {
+	code := status.Code(err)
+	failed := err != nil && (kind == oteltrace.SpanKindClient || serverFault(code))
+	if !span.IsRecording() {
+		if !failed || !t.capture {
+			return
+		}
+		sc := span.SpanContext()
+		if !sc.IsValid() || sc.IsSampled() || !t.limit.allow() {
+			return
+		}
+		// Error capture: replay the span, sampled this time, with the ids
+		// the downstream services already know it by.
+		opts := [...]oteltrace.SpanStartOption{oteltrace.WithSpanKind(kind), oteltrace.WithTimestamp(start)}
+		pctx := &presetContext{Context: t.withRemote(parent, remote), sc: sc, capture: true}
+		_, span = t.tracer.Start(pctx, t.spanName(info), opts[:]...)
+		if !span.IsRecording() { // not our sampler
+			return
+		}
+	}
+	span.SetAttributes(t.attributes(info, kind, code, failed)...)
+	if failed {
+		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+	}
+	span.End()
+}
+
+// captureLimit lets perSecond error-capture spans through per second of
+// clock time; a negative perSecond lets all through.
+type captureLimit struct {
+	perSecond int64
+	clock     func() time.Time
+	second    atomic.Int64 // the Unix second count belongs to
+	count     atomic.Int64
+}
+
+func (l *captureLimit) allow() bool {
+	if l.perSecond < 0 {
+		return true
+	}
+	sec := l.clock().Unix()
+	if cur := l.second.Load(); cur != sec {
+		if l.second.CompareAndSwap(cur, sec) {
+			l.count.Store(0)
+		}
+	}
+	return l.count.Add(1) <= l.perSecond
+}
+
+// clockBase makes now cheaper than time.Now: one monotonic clock read.
+var clockBase = time.Now()
+
+// now returns the current time from the monotonic clock.
+func now() time.Time { return clockBase.Add(time.Since(clockBase)) }
+
+// serverFault reports whether a server span with code c is an error, as
+// the gRPC semantic conventions say: the codes that mean the server could
+// not do its job. Client spans are errors for any code but OK.
+func serverFault(c codes.Code) bool {
+	switch c {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// spanName returns "pkg.Service/Method" without allocating once the
+// method has been seen.
+func (t *Tracing) spanName(info *callinfo.Info) string {
+	if fm := info.FullMethod; len(fm) > 1 && fm[0] == '/' {
+		return fm[1:]
+	}
+	return t.names.get(info.Service, info.Method)
+}
+
+// names caches span names by service and method: a copy-on-write map,
+// so the hot path is a lock-free lookup.
+type names struct {
+	m  atomic.Pointer[map[methodKey]string]
+	mu sync.Mutex
+}
+
+type methodKey struct{ service, method string }
+
+// maxNames bounds the cache against a client that invents method names.
+const maxNames = 4096
+
+func (n *names) get(service, method string) string {
+	k := methodKey{service, method}
+	if m := n.m.Load(); m != nil {
+		if s, ok := (*m)[k]; ok {
+			return s
+		}
+	}
+	s := service + "/" + method
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var old map[methodKey]string
+	if m := n.m.Load(); m != nil {
+		old = *m
+	}
+	if len(old) < maxNames {
+		next := make(map[methodKey]string, len(old)+1)
+		for k, v := range old {
+			next[k] = v
+		}
+		next[k] = s
+		n.m.Store(&next)
+	}
+	return s
+}
+
+// pairs is a propagation.TextMapCarrier collecting key/value pairs.
+type pairs []string
+
+func (p *pairs) Get(key string) string {
+	for i := 0; i+1 < len(*p); i += 2 {
+		if (*p)[i] == key {
+			return (*p)[i+1]
+		}
+	}
+	return ""
+}
+
+func (p *pairs) Set(key, value string) { *p = append(*p, key, value) }
+
+func (p *pairs) Keys() []string {
+	keys := make([]string, 0, len(*p)/2)
+	for i := 0; i < len(*p); i += 2 {
+		keys = append(keys, (*p)[i])
+	}
+	return keys
+}
+
+// mdCarrier reads incoming metadata for a propagator.
+type mdCarrier metadata.MD
+
+func (c mdCarrier) Get(key string) string { return metadata.MD(c).Value(key) }
+func (c mdCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+func (c mdCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
