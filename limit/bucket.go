@@ -114,9 +114,9 @@ func (b *TokenBucket) Take() (retryAfter time.Duration, ok bool) {
 }
 
 // take is Take at now, ns since b.epoch. now may be a little old (read once
-// for several limits): before turning a call away, and after losing a race,
-// take reads the clock again, so that a stale now never refuses a call that
-// is due.
+// for several limits, or before losing a race): before turning a call
+// away, take reads the clock again, so that a stale now never refuses a
+// call that is due.
 func (b *TokenBucket) take(now int64) (time.Duration, bool) {
 	fresh := false
 	for {
@@ -133,7 +133,8 @@ func (b *TokenBucket) take(now int64) (time.Duration, bool) {
 		if b.tat.CompareAndSwap(old, next) {
 			return 0, true
 		}
-		now = since(b.clock, b.epoch)
+		// Lost a race: try again at the same now; a refusal still reads
+		// the clock afresh first.
 	}
 }
 

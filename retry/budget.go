@@ -2,6 +2,7 @@ package retry
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,15 +22,23 @@ type BudgetConfig struct {
 // Budget limits retries to Ratio of the calls seen in the window plus
 // MinPerSecond × window: when a dependency fails outright, the calls it
 // receives grow by at most that much instead of multiplying by the attempt
-// count. A Budget may be shared by several policies. Safe for concurrent use.
+// count. A Budget may be shared by several policies. Safe for concurrent use:
+// counting a call is a few atomic operations, so that every call through a
+// busy policy does not queue on a lock; deciding a retry takes a lock.
 type Budget struct {
 	cfg     BudgetConfig
-	mu      sync.Mutex
+	mu      sync.Mutex // serialises retry decisions
 	slot    time.Duration
-	buckets [10]struct {
-		start          time.Time
-		calls, retries float64
-	}
+	buckets [10]budgetBucket
+}
+
+// budgetBucket counts one slot of the window. A bucket is reused for a
+// later slot by whoever first sees it stale; a count racing that reset may
+// be lost, once a slot, which the budget's accuracy does not notice.
+type budgetBucket struct {
+	start   atomic.Int64 // UnixNano of the slot's start
+	calls   atomic.Int64
+	retries atomic.Int64
 }
 
 // NewBudget returns a Budget.
@@ -51,22 +60,25 @@ func NewBudget(cfg BudgetConfig) *Budget {
 	return b
 }
 
-// bucket returns the current bucket, clearing it if it is stale; mu held.
-func (b *Budget) bucket(now time.Time) int {
-	start := now.Truncate(b.slot)
-	i := int(start.UnixNano()/int64(b.slot)) % len(b.buckets)
-	if !b.buckets[i].start.Equal(start) {
-		b.buckets[i].start, b.buckets[i].calls, b.buckets[i].retries = start, 0, 0
+// bucket returns the bucket of now's slot, cleared if it held an older one.
+func (b *Budget) bucket(now time.Time) *budgetBucket {
+	start := now.Truncate(b.slot).UnixNano()
+	bk := &b.buckets[int(start/int64(b.slot))%len(b.buckets)]
+	if s := bk.start.Load(); s != start && bk.start.CompareAndSwap(s, start) {
+		bk.calls.Store(0)
+		bk.retries.Store(0)
 	}
-	return i
+	return bk
 }
 
-// totals sums the buckets inside the window; mu held.
+// totals sums the buckets inside the window.
 func (b *Budget) totals(now time.Time) (calls, retries float64) {
+	n := now.UnixNano()
 	for i := range b.buckets {
-		if now.Sub(b.buckets[i].start) < b.cfg.Window {
-			calls += b.buckets[i].calls
-			retries += b.buckets[i].retries
+		bk := &b.buckets[i]
+		if time.Duration(n-bk.start.Load()) < b.cfg.Window {
+			calls += float64(bk.calls.Load())
+			retries += float64(bk.retries.Load())
 		}
 	}
 	return calls, retries
@@ -84,22 +96,18 @@ func (b *Budget) recordCallFor(start time.Time) {
 	b.recordCall()
 }
 
-func (b *Budget) recordCallAt(now time.Time) {
-	b.mu.Lock()
-	b.buckets[b.bucket(now)].calls++
-	b.mu.Unlock()
-}
+func (b *Budget) recordCallAt(now time.Time) { b.bucket(now).calls.Add(1) }
 
 // allowRetry spends one retry if the budget has one.
 func (b *Budget) allowRetry() bool {
 	now := b.cfg.Clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	i := b.bucket(now)
+	bk := b.bucket(now)
 	calls, retries := b.totals(now)
 	if retries+1 > b.cfg.Ratio*calls+b.cfg.MinPerSecond*b.cfg.Window.Seconds() {
 		return false
 	}
-	b.buckets[i].retries++
+	bk.retries.Add(1)
 	return true
 }

@@ -7,7 +7,9 @@
 //	go run ./bench/cmd/rpcbench -impl grpc,rawtcp -json results.json
 //
 // Rows: "sluice" (the native protocol), "sluice+governance" (the same with
-// breakers, admission, retries and a timeout on: echoimpl.GovernancePolicy),
+// breakers, admission and retries on: echoimpl.GovernancePolicy),
+// "sluice+observability" (the same with metrics on both sides and tracing
+// at 1%),
 // "sluice-grpc" (a stock grpc-go client against the Sluice server: its gRPC
 // path), "sluice-connect" (a stock connect-go client against it: the
 // Connect path), "grpc" (stock grpc-go on both sides) and "rawtcp" (a framework-free echo over one TCP
@@ -43,6 +45,7 @@ func impls() []loadgen.Impl {
 	return []loadgen.Impl{
 		echoimpl.Impl(),
 		echoimpl.GovernanceImpl(),
+		echoimpl.ObservabilityImpl(),
 		echoimpl.GRPCImpl(),
 		echoimpl.ConnectImpl(),
 		grpcimpl.Impl(),
@@ -195,7 +198,8 @@ func ratioLines(rs []loadgen.Result) []string {
 		}
 		return &rs[i]
 	}
-	s, g, raw, sg, gov := find("sluice"), find("grpc"), find("rawtcp"), find("sluice-grpc"), find("sluice+governance")
+	s, g, raw, sg := find("sluice"), find("grpc"), find("rawtcp"), find("sluice-grpc")
+	gov, obs := find("sluice+governance"), find("sluice+observability")
 	ratio := func(num, den *loadgen.Result, field func(*loadgen.Result) float64) string {
 		if num == nil || den == nil || field(den) == 0 {
 			return "n/a"
@@ -210,5 +214,6 @@ func ratioLines(rs []loadgen.Result) []string {
 		fmt.Sprintf("ratio sluice/grpc qps=%s p99=%s cpu=%s", ratio(s, g, qps), ratio(s, g, p99), ratio(s, g, cpu)),
 		fmt.Sprintf("ratio sluice/rawtcp qps=%s", ratio(s, raw, qps)),
 		fmt.Sprintf("ratio sluice+governance/sluice qps=%s", ratio(gov, s, qps)),
+		fmt.Sprintf("ratio sluice+observability/sluice qps=%s", ratio(obs, s, qps)),
 	}
 }

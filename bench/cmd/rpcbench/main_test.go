@@ -24,40 +24,46 @@ func TestRatioLines(t *testing.T) {
 	raw := loadgen.Result{Name: "rawtcp", QPS: 400000}
 	sg := loadgen.Result{Name: "sluice-grpc", QPS: 57000}
 	gov := loadgen.Result{Name: "sluice+governance", QPS: 86400}
+	obs := loadgen.Result{Name: "sluice+observability", QPS: 85500}
 	tests := []struct {
 		name string
 		rs   []loadgen.Result
 		want []string
 	}{
-		{"all", []loadgen.Result{grpc, raw, sluice, sg, gov}, []string{
+		{"all", []loadgen.Result{grpc, raw, sluice, sg, gov, obs}, []string{
 			"ratio sluice-grpc/grpc qps=0.95",
 			"ratio sluice/grpc qps=1.50 p99=0.75 cpu=0.62",
 			"ratio sluice/rawtcp qps=0.23",
 			"ratio sluice+governance/sluice qps=0.96",
+			"ratio sluice+observability/sluice qps=0.95",
 		}},
 		{"no sluice", []loadgen.Result{grpc, raw}, []string{
 			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 			"ratio sluice+governance/sluice qps=n/a",
+			"ratio sluice+observability/sluice qps=n/a",
 		}},
 		{"no grpc", []loadgen.Result{sluice, raw}, []string{
 			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=0.23",
 			"ratio sluice+governance/sluice qps=n/a",
+			"ratio sluice+observability/sluice qps=n/a",
 		}},
 		{"zero denominator", []loadgen.Result{sluice, {Name: "grpc"}}, []string{
 			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 			"ratio sluice+governance/sluice qps=n/a",
+			"ratio sluice+observability/sluice qps=n/a",
 		}},
 		{"empty", nil, []string{
 			"ratio sluice-grpc/grpc qps=n/a",
 			"ratio sluice/grpc qps=n/a p99=n/a cpu=n/a",
 			"ratio sluice/rawtcp qps=n/a",
 			"ratio sluice+governance/sluice qps=n/a",
+			"ratio sluice+observability/sluice qps=n/a",
 		}},
 	}
 	for _, tt := range tests {
@@ -108,8 +114,8 @@ func TestFailingImplIsSkipped(t *testing.T) {
 		t.Errorf("stderr lacks the skip note:\n%s", stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if n := len(lines); n < 3 || lines[n-3] != "ratio sluice/grpc qps=n/a p99=n/a cpu=n/a" || lines[n-2] != "ratio sluice/rawtcp qps=n/a" ||
-		lines[n-1] != "ratio sluice+governance/sluice qps=n/a" {
+	if n := len(lines); n < 4 || lines[n-4] != "ratio sluice/grpc qps=n/a p99=n/a cpu=n/a" || lines[n-3] != "ratio sluice/rawtcp qps=n/a" ||
+		lines[n-2] != "ratio sluice+governance/sluice qps=n/a" || lines[n-1] != "ratio sluice+observability/sluice qps=n/a" {
 		t.Errorf("stdout does not end with the n/a ratio lines:\n%s", stdout.String())
 	}
 	if !strings.Contains(stdout.String(), "rawtcp") {

@@ -23,6 +23,8 @@ import (
 	"github.com/sluicerpc/sluice/internal/grpctest/echogrpc"
 	"github.com/sluicerpc/sluice/internal/loadgen"
 	"github.com/sluicerpc/sluice/limit"
+	"github.com/sluicerpc/sluice/observe/metrics"
+	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/policy"
 	"github.com/sluicerpc/sluice/server"
 	"google.golang.org/grpc"
@@ -78,6 +80,43 @@ func GovernanceImpl() loadgen.Impl {
 			cl := echopb.NewEchoServiceClient(c)
 			return cl.Echo, func() { c.Close() }, nil
 		}, server.WithPolicy(t))
+	}}
+}
+
+// ObservabilityImpl returns the "sluice+observability" row: the "sluice"
+// row with Prometheus metrics on both sides (one registry each) and
+// OpenTelemetry tracing at the default 1% ratio (spans kept in memory and
+// dropped; no exporter), the tracing middleware outermost on both sides.
+func ObservabilityImpl() loadgen.Impl {
+	return loadgen.Impl{Name: "sluice+observability", Start: func(payload []byte) (func(context.Context) error, func(), error) {
+		tp, err := trace.NewProvider(trace.ProviderConfig{})
+		if err != nil {
+			return nil, nil, err
+		}
+		tr, err := trace.New(trace.Config{TracerProvider: tp})
+		if err != nil {
+			return nil, nil, err
+		}
+		sm, err := metrics.New(metrics.Config{})
+		if err != nil {
+			return nil, nil, err
+		}
+		cm, err := metrics.New(metrics.Config{NoRuntimeMetrics: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		call, stop, err := withServer(payload, func(addr string) (echoFunc, func(), error) {
+			c, err := client.New(addr, client.WithMiddleware(tr.Client()), client.WithMetrics(cm))
+			if err != nil {
+				return nil, nil, err
+			}
+			cl := echopb.NewEchoServiceClient(c)
+			return cl.Echo, func() { c.Close() }, nil
+		}, server.WithMiddleware(tr.Server()), server.WithMetrics(sm))
+		if err != nil {
+			return nil, nil, err
+		}
+		return call, func() { stop(); tp.Shutdown(context.Background()) }, nil
 	}}
 }
 

@@ -10,6 +10,7 @@ import (
 func TestImpls(t *testing.T) {
 	loadgentest.Check(t, echoimpl.Impl())
 	loadgentest.CheckSizes(t, echoimpl.GovernanceImpl(), []int{0, 1024})
+	loadgentest.CheckSizes(t, echoimpl.ObservabilityImpl(), []int{0, 1024})
 	loadgentest.Check(t, echoimpl.GRPCImpl())
 	// HTTP/1.1 holds a connection per call: 1,000 calls of 100 KiB under
 	// the race detector take too long to be a useful test.
