@@ -5,6 +5,7 @@
 //
 //	go run ./bench/cmd/rpcbench -c 100 -size 1024 -d 10s -warmup 2s
 //	go run ./bench/cmd/rpcbench -impl grpc,rawtcp -json results.json
+//	go run ./bench/cmd/rpcbench -impl sluice,sluice+governance -rounds 5 -d 3s
 //
 // Rows: "sluice" (the native protocol), "sluice+governance" (the same with
 // breakers, admission and retries on: echoimpl.GovernancePolicy),
@@ -18,6 +19,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -84,6 +86,7 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 		only     = fs.String("impl", "all", "comma-separated implementations to run, or all")
 		jsonPath = fs.String("json", "", "also write the results as JSON to this file")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
+		rounds   = fs.Int("rounds", 1, "run the implementations this many times, each round starting one row later, and report each row's median-QPS run")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -99,6 +102,8 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-d %v: must be > 0", *dur)
 	case *warmup < 0:
 		return fmt.Errorf("-warmup %v: must be >= 0", *warmup)
+	case *rounds < 1:
+		return fmt.Errorf("-rounds %d: need at least 1", *rounds)
 	}
 	selected, err := selectImpls(all, *only)
 	if err != nil {
@@ -123,22 +128,31 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "rpcbench: c=%d size=%d d=%v warmup=%v GOMAXPROCS=%d %s\n",
 		*conc, *size, *dur, *warmup, rep.GOMAXPROCS, rep.GoVersion)
+	runs := map[string][]loadgen.Result{}
+	for r := 0; r < *rounds; r++ {
+		for i := range selected {
+			impl := selected[(i+r)%len(selected)]
+			fmt.Fprintf(stderr, "rpcbench: running %s...\n", impl.Name)
+			res, err := loadgen.Run(impl, cfg)
+			if errors.Is(err, loadgen.ErrStart) {
+				fmt.Fprintf(stderr, "rpcbench: skipping %s (%v)\n", impl.Name, err)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if res.Errors > 0 {
+				fmt.Fprintf(stderr, "rpcbench: %s: %d of %d calls failed; first: %s\n",
+					res.Name, res.Errors, res.Calls+res.Errors, res.FirstError)
+			}
+			runs[impl.Name] = append(runs[impl.Name], res)
+			runtime.GC()
+		}
+	}
 	for _, impl := range selected {
-		fmt.Fprintf(stderr, "rpcbench: running %s...\n", impl.Name)
-		res, err := loadgen.Run(impl, cfg)
-		if errors.Is(err, loadgen.ErrStart) {
-			fmt.Fprintf(stderr, "rpcbench: skipping %s (%v)\n", impl.Name, err)
-			continue
+		if rs := runs[impl.Name]; len(rs) > 0 {
+			rep.Results = append(rep.Results, medianQPS(rs))
 		}
-		if err != nil {
-			return err
-		}
-		if res.Errors > 0 {
-			fmt.Fprintf(stderr, "rpcbench: %s: %d of %d calls failed; first: %s\n",
-				res.Name, res.Errors, res.Calls+res.Errors, res.FirstError)
-		}
-		rep.Results = append(rep.Results, res)
-		runtime.GC()
 	}
 
 	loadgen.PrintTable(stdout, rep.Results)
@@ -155,6 +169,14 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// medianQPS returns the run with the median QPS (the lower middle one of
+// an even count).
+func medianQPS(rs []loadgen.Result) loadgen.Result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b loadgen.Result) int { return cmp.Compare(a.QPS, b.QPS) })
+	return sorted[(len(sorted)-1)/2]
 }
 
 // selectImpls returns the implementations named in list ("all" for every

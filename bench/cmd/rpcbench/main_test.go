@@ -142,3 +142,16 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestMedianQPS(t *testing.T) {
+	rs := []loadgen.Result{{Name: "a", QPS: 30}, {Name: "b", QPS: 10}, {Name: "c", QPS: 20}, {Name: "d", QPS: 40}}
+	if got := medianQPS(rs[:3]); got.Name != "c" {
+		t.Errorf("median of 30, 10, 20 = %s, want c (20)", got.Name)
+	}
+	if got := medianQPS(rs); got.Name != "c" {
+		t.Errorf("median of 30, 10, 20, 40 = %s, want c (20, the lower middle)", got.Name)
+	}
+	if rs[0].Name != "a" {
+		t.Error("medianQPS reordered its argument")
+	}
+}
