@@ -12,6 +12,10 @@
 // the server continues its callers' traces, so its lines carry their
 // trace ids.
 //
+// Prometheus metrics are served at /metrics on the server's own port (its
+// HTTP/1 side); --admin 127.0.0.1:9090 adds an admin listener with
+// /metrics and /debug/pprof (keep it on loopback).
+//
 // On SIGINT or SIGTERM it withdraws its registration first, then drains.
 package main
 
@@ -34,6 +38,7 @@ import (
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/observe/log"
+	"github.com/sluicerpc/sluice/observe/metrics"
 	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/server"
 )
@@ -49,6 +54,7 @@ func main() {
 	flag.IntVar(&f.weight, "weight", 0, "instance weight (0: the default, 100)")
 	flag.BoolVar(&f.accessLog, "access-log", false, "log every call as a JSON line on stderr")
 	flag.StringVar(&f.otlp, "otlp", "", "export traces over OTLP/gRPC, e.g. http://127.0.0.1:4317")
+	flag.StringVar(&f.admin, "admin", "", "admin listener with /metrics and /debug/pprof, e.g. 127.0.0.1:9090 (loopback!)")
 	flag.Parse()
 	if err := run(f); err != nil {
 		fmt.Fprintln(os.Stderr, "echo server:", err)
@@ -63,6 +69,7 @@ type flags struct {
 	weight                          int
 	accessLog                       bool
 	otlp                            string
+	admin                           string
 }
 
 func run(f flags) error {
@@ -82,6 +89,14 @@ func run(f flags) error {
 		return err
 	}
 	defer shutdown()
+	m, err := metrics.New(metrics.Config{})
+	if err != nil {
+		return err
+	}
+	opts = append(opts, server.WithMetrics(m))
+	if f.admin != "" {
+		opts = append(opts, server.WithAdminAddr(f.admin))
+	}
 	if f.registry != "" {
 		if !strings.HasPrefix(f.registry, "etcd://") {
 			return fmt.Errorf("--registry %q: want etcd://host:port[,host:port]", f.registry)
