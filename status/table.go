@@ -93,6 +93,19 @@ func ParseCode(s string) (codes.Code, bool) {
 	return codes.Code(n), true
 }
 
+// Name returns the gRPC specification's name of c ("UNAVAILABLE",
+// "CANCELLED"), as metrics and traces label codes; a code outside the
+// canonical range is "UNKNOWN".
+func Name(c codes.Code) string {
+	if int(c) >= len(table) {
+		return "UNKNOWN"
+	}
+	if c == codes.Canceled {
+		return "CANCELLED" // gRPC's spelling; Connect's is "canceled"
+	}
+	return strings.ToUpper(table[c].name)
+}
+
 // ParseName parses a code by name, as rule documents write it: the gRPC
 // name ("UNAVAILABLE", "DEADLINE_EXCEEDED"), Go's ("Unavailable",
 // "DeadlineExceeded") or Connect's ("deadline_exceeded"), in any case.

@@ -68,3 +68,19 @@ func TestParseName(t *testing.T) {
 		}
 	}
 }
+
+func TestName(t *testing.T) {
+	for c, want := range map[codes.Code]string{
+		codes.OK: "OK", codes.Canceled: "CANCELLED", codes.DeadlineExceeded: "DEADLINE_EXCEEDED",
+		codes.Unauthenticated: "UNAUTHENTICATED", codes.Code(99): "UNKNOWN",
+	} {
+		if got := status.Name(c); got != want {
+			t.Errorf("Name(%v) = %q, want %q", c, got, want)
+		}
+	}
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if back, ok := status.ParseName(status.Name(c)); !ok || back != c {
+			t.Errorf("ParseName(Name(%v)) = %v, %v", c, back, ok)
+		}
+	}
+}
