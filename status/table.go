@@ -96,15 +96,22 @@ func ParseCode(s string) (codes.Code, bool) {
 // Name returns the gRPC specification's name of c ("UNAVAILABLE",
 // "CANCELLED"), as metrics and traces label codes; a code outside the
 // canonical range is "UNKNOWN".
+// It does not allocate.
 func Name(c codes.Code) string {
-	if int(c) >= len(table) {
+	if int(c) >= len(grpcNames) {
 		return "UNKNOWN"
 	}
-	if c == codes.Canceled {
-		return "CANCELLED" // gRPC's spelling; Connect's is "canceled"
-	}
-	return strings.ToUpper(table[c].name)
+	return grpcNames[c]
 }
+
+// grpcNames are the table's names as gRPC spells them.
+var grpcNames = func() (n [len(table)]string) {
+	for c := range table {
+		n[c] = strings.ToUpper(table[c].name)
+	}
+	n[codes.Canceled] = "CANCELLED" // gRPC's spelling; Connect's is "canceled"
+	return n
+}()
 
 // ParseName parses a code by name, as rule documents write it: the gRPC
 // name ("UNAVAILABLE", "DEADLINE_EXCEEDED"), Go's ("Unavailable",
