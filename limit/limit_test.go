@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/sluicerpc/sluice/balancer/balancertest"
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/config"
 	"github.com/sluicerpc/sluice/endpoint"
@@ -19,24 +20,10 @@ import (
 )
 
 // clock is a fake limit.Clock: time stands still until Advance moves it.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// clock is the shared fake clock.
+type clock = balancertest.Clock
 
-func newClock() *clock { return &clock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return balancertest.NewClock(time.Unix(1_700_000_000, 0)) }
 
 func TestTokenBucketRateAndBurst(t *testing.T) {
 	for _, tc := range []struct {

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluicerpc/sluice/balancer/balancertest"
 	"github.com/sluicerpc/sluice/balancer/roundrobin"
 	"github.com/sluicerpc/sluice/breaker"
 	"github.com/sluicerpc/sluice/client"
@@ -377,29 +378,11 @@ func TestTimeoutFromPolicy(t *testing.T) {
 	}
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // TestServerLimitsFromPolicy: a server under server.WithPolicy turns calls
 // over the method's rate away with ResourceExhausted and retry-after-ms;
 // an update raising the rate applies to the running server.
 func TestServerLimitsFromPolicy(t *testing.T) {
-	clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clk := balancertest.NewClock(time.Unix(1_700_000_000, 0))
 	tb := table(t, "  service: "+svc+"\n  limits: {methods: {Echo: {qps: 1, burst: 2}}}\n", policy.WithClock(clk))
 	addr := echotest.ServeWith(t, func(addr string) echopb.EchoServiceServer { return &echo.Service{ServedBy: addr} }, server.WithPolicy(tb))
 	c, err := client.New(addr)

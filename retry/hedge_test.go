@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 
+	"github.com/sluicerpc/sluice/balancer/balancertest"
 	"github.com/sluicerpc/sluice/balancer/roundrobin"
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/client"
@@ -429,7 +430,7 @@ func TestHedging(t *testing.T) {
 // spent, a failed first attempt is not followed by a hedge.
 func TestHedgeBudget(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	clock := &fakeClock{now: time.Unix(1000, 0)}
+	clock := balancertest.NewClock(time.Unix(1000, 0))
 	// One retry per window: 0.1/s × 10s, plus a negligible ratio.
 	b := retry.NewBudget(retry.BudgetConfig{Ratio: 1e-6, MinPerSecond: 0.1, Clock: clock})
 	timers := newFakeTimers()
@@ -502,7 +503,7 @@ func TestHedgeNotProto(t *testing.T) {
 // calls were seen, then their p95 (within the histogram's 12.5%), and Delay
 // again once they are older than the window.
 func TestHedgeP95(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1000, 0)}
+	clock := balancertest.NewClock(time.Unix(1000, 0))
 	timers := newFakeTimers()
 	h, err := retry.NewHedger(retry.HedgeConfig{
 		UseP95: true, MinSamples: 20, Window: 10 * time.Second,
@@ -567,7 +568,7 @@ func TestHedgeP95(t *testing.T) {
 // resolution (1µs below 16µs, 12.5% above) at every scale.
 func TestHedgeP95Scales(t *testing.T) {
 	for _, lat := range []time.Duration{3 * time.Microsecond, 100 * time.Microsecond, 7 * time.Millisecond, 2500 * time.Millisecond} {
-		clock := &fakeClock{now: time.Unix(1000, 0)}
+		clock := balancertest.NewClock(time.Unix(1000, 0))
 		h, err := retry.NewHedger(retry.HedgeConfig{
 			UseP95: true, MinSamples: 20, Window: time.Minute, Clock: clock,
 			AfterFunc: func(d time.Duration, f func()) retry.Timer { return time.AfterFunc(time.Hour, f) },

@@ -3,10 +3,10 @@ package retry_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicerpc/sluice/balancer/balancertest"
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/retry"
@@ -14,26 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// fakeClock is advanced by the fake sleep.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 type harness struct {
-	clock  *fakeClock
+	clock  *balancertest.Clock
 	sleeps []time.Duration
 	calls  int
 	peers  []string
@@ -43,7 +25,7 @@ type harness struct {
 func (h *harness) policy(t *testing.T, cfg retry.Config) *retry.Policy {
 	t.Helper()
 	if h.clock == nil {
-		h.clock = &fakeClock{now: time.Unix(1000, 0)}
+		h.clock = balancertest.NewClock(time.Unix(1000, 0))
 	}
 	cfg.Clock = h.clock
 	cfg.Sleep = func(ctx context.Context, d time.Duration) error {
@@ -135,7 +117,7 @@ func TestNoRetryPastCallerDeadline(t *testing.T) {
 	p := h.policy(t, retry.Config{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Second, Jitter: 0.01})
 	// The caller's deadline is measured on the real clock by the context,
 	// and on the fake one by the policy: give it 1.5 s of fake time.
-	h.clock = &fakeClock{now: time.Now()}
+	h.clock = balancertest.NewClock(time.Now())
 	p = h.policy(t, retry.Config{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Second, Jitter: 0.01})
 	dctx, cancel := context.WithDeadline(context.Background(), h.clock.Now().Add(1500*time.Millisecond))
 	defer cancel()
@@ -183,7 +165,7 @@ func TestBudgetHoldsUnderTotalFailure(t *testing.T) {
 	// 100% failure, 3 attempts allowed per call: without a budget 3×; with
 	// the default budget the dependency sees at most 1.1× the calls plus
 	// the 10/s floor.
-	clock := &fakeClock{now: time.Unix(1000, 0)}
+	clock := balancertest.NewClock(time.Unix(1000, 0))
 	budget := retry.NewBudget(retry.BudgetConfig{Clock: clock})
 	p, err := retry.New(retry.Config{MaxAttempts: 3, Budget: budget, Clock: clock,
 		Sleep: func(context.Context, time.Duration) error { return nil }})
