@@ -29,6 +29,7 @@ import (
 	"github.com/sluicerpc/sluice/discovery/static"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/route"
 	"github.com/sluicerpc/sluice/status"
 	"google.golang.org/grpc/codes"
 )
@@ -46,6 +47,7 @@ type Client struct {
 	watch   io.Closer
 	// ownResolver is a resolver New made (for etcd:/// targets), closed with the client.
 	ownResolver io.Closer
+	router      *router // WithRoutes; nil without route rules
 
 	// pools maps addresses to connection pools. Calls read it without a
 	// lock; changes copy it under mu.
@@ -109,6 +111,9 @@ func New(target string, opts ...Option) (*Client, error) {
 		mws = append(mws[:len(mws):len(mws)], o.policy.Client())
 	}
 	c.ep = endpoint.Chain(mws...)(c.send)
+	if o.routes != nil {
+		c.router = newRouter(c, o.routes)
+	}
 	w, err := o.resolver.Resolve(context.Background(), c.service, c.update)
 	if err != nil {
 		if c.ownResolver != nil {
@@ -122,6 +127,9 @@ func New(target string, opts ...Option) (*Client, error) {
 
 // update installs a new instance snapshot.
 func (c *Client) update(ins []discovery.Instance) {
+	if c.router != nil {
+		c.router.update(ins)
+	}
 	p := c.opts.balancer.Build(ins)
 	c.picker.Store(&p)
 	// Drop pools of instances that left.
@@ -206,11 +214,33 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 	if pp == nil {
 		return status.Errorf(codes.Unavailable, "client: no instances resolved for %s yet", c.target)
 	}
+	p := *pp
+	if r := c.router; r != nil {
+		d := r.decide(ctx, info)
+		if d.Delay > 0 {
+			if err := sleep(ctx, d.Delay); err != nil {
+				return transport.ContextError(ctx, info)
+			}
+		}
+		if d.Abort != nil {
+			return d.Abort
+		}
+		if p = r.picker(d); p == nil {
+			return route.NoInstance(info.Service, d)
+		}
+		r.mirror(ctx, info, d, req, resp)
+	}
 	var guards *breaker.Set
 	if c.opts.policy != nil {
 		guards = c.opts.policy.Instances(info.Service)
 	}
-	res, guard, tok, err := c.pick(ctx, info, *pp, guards)
+	return c.call(ctx, info, p, guards, req, resp)
+}
+
+// call sends one attempt to an instance p picks, under the instance's
+// breaker from guards when not nil.
+func (c *Client) call(ctx context.Context, info *callinfo.Info, p balancer.Picker, guards *breaker.Set, req, resp any) error {
+	res, guard, tok, err := c.pick(ctx, info, p, guards)
 	if err != nil {
 		return err
 	}
@@ -280,6 +310,18 @@ func drop(res balancer.PickResult) {
 	}
 }
 
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // errNotUsed ends a pick the client dropped without calling: it counts
 // neither as a success nor as an instance failure (Canceled).
 var errNotUsed = status.Err(codes.Canceled, "client: pick not used")
@@ -335,6 +377,9 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	for _, pl := range pools {
 		pl.close()
+	}
+	if c.router != nil {
+		c.router.close()
 	}
 	err := c.watch.Close()
 	if c.ownResolver != nil {

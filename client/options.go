@@ -18,6 +18,7 @@ import (
 	"github.com/sluicerpc/sluice/observe/metrics"
 	"github.com/sluicerpc/sluice/policy"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
+	"github.com/sluicerpc/sluice/route"
 )
 
 // Option configures a Client.
@@ -39,6 +40,9 @@ type options struct {
 	policy         *policy.Table
 	metrics        *metrics.Metrics
 	balancerSet    bool // WithBalancer was given
+	routes         *route.Table
+	caller         string
+	callerLabels   map[string]string
 }
 
 // Protocol is the wire protocol a Client speaks.
@@ -208,4 +212,23 @@ func WithPolicy(t *policy.Table) Option {
 // for breaker, retry, hedge and fallback counts. Default none.
 func WithMetrics(m *metrics.Metrics) Option {
 	return func(o *options) { o.metrics = m }
+}
+
+// WithRoutes routes the client's calls by the RouteRule and Lane documents
+// in t (default none: every call may go to any instance): before the
+// balancer picks, each call is matched against its service's routes and
+// sent to the chosen subset of instances (by labels, weights or a sticky
+// key), to its lane's instances when it carries a lane in its baggage
+// (falling back to the base instances unless the lane is STRICT), mirrored
+// to a shadow subset, or delayed and aborted for fault injection. A
+// mirrored copy goes out on a bounded queue, fire and forget: it never
+// delays or fails the call. t may change while the client runs.
+func WithRoutes(t *route.Table) Option {
+	return func(o *options) { o.routes = t }
+}
+
+// WithCaller names the service this client calls from, and the labels of
+// this instance, for route rules that match on the caller (default none).
+func WithCaller(service string, labels map[string]string) Option {
+	return func(o *options) { o.caller, o.callerLabels = service, labels }
 }

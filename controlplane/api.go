@@ -11,6 +11,7 @@ import (
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/discovery/etcd"
 	_ "github.com/sluicerpc/sluice/policy" // registers the TrafficPolicy kind
+	_ "github.com/sluicerpc/sluice/route"  // registers the RouteRule and Lane kinds
 )
 
 // maxRulesBody bounds a POST /api/v1/rules body.

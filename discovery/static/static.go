@@ -14,7 +14,14 @@ import (
 // Resolver serves one fixed snapshot, whatever service is asked for.
 type Resolver struct {
 	addrs []string
+	ins   []discovery.Instance // Of: served as they are
 }
+
+// Of returns a Resolver over instances given whole, labels and weights
+// included (their Service is set to the service asked for).
+//
+//	static.Of(discovery.Instance{Addr: a, Labels: map[string]string{"version": "v2"}})
+func Of(ins ...discovery.Instance) *Resolver { return &Resolver{ins: ins} }
 
 // New returns a Resolver over addrs.
 func New(addrs ...string) *Resolver { return &Resolver{addrs: addrs} }
@@ -32,9 +39,13 @@ func Parse(list string) *Resolver {
 
 // Resolve implements discovery.Resolver.
 func (r *Resolver) Resolve(_ context.Context, service string, update func([]discovery.Instance)) (io.Closer, error) {
-	ins := make([]discovery.Instance, len(r.addrs))
-	for i, a := range r.addrs {
-		ins[i] = discovery.Instance{Service: service, Addr: a}
+	ins := make([]discovery.Instance, 0, len(r.addrs)+len(r.ins))
+	for _, a := range r.addrs {
+		ins = append(ins, discovery.Instance{Service: service, Addr: a})
+	}
+	for _, in := range r.ins {
+		in.Service = service
+		ins = append(ins, in)
 	}
 	update(ins)
 	return nopCloser{}, nil

@@ -24,3 +24,14 @@ func TestParse(t *testing.T) {
 		t.Fatalf("default weight %d", w)
 	}
 }
+
+func TestOf(t *testing.T) {
+	var got []discovery.Instance
+	r := static.Of(discovery.Instance{Addr: "a:1", Labels: map[string]string{"lane": "blue"}, Weight: 5})
+	if _, err := r.Resolve(context.Background(), "svc", func(ins []discovery.Instance) { got = ins }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Service != "svc" || got[0].Addr != "a:1" || got[0].Labels["lane"] != "blue" || got[0].Weight != 5 {
+		t.Fatalf("got %+v", got)
+	}
+}
