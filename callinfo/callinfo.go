@@ -71,6 +71,17 @@ type Info struct {
 	// Metadata is the request metadata: outgoing on the client (nil until
 	// the transport collects it), incoming on the server.
 	Metadata metadata.MD
+	// Trace, when not nil, is the W3C trace context the client sends with
+	// the call, set by a tracing middleware (observe/trace sets it): every
+	// transport sends it after the outgoing metadata of the call's
+	// context, in place of any values that metadata has under
+	// metadata.KeyTraceparent and metadata.KeyTracestate. The server sees
+	// it as ordinary incoming metadata. Setting it costs no allocation
+	// where adding the same pairs to the outgoing metadata costs several.
+	// A TraceContext must not change once set (a hedged call's attempts
+	// read it concurrently); set another. Client side only; nil by
+	// default: the outgoing metadata alone decides.
+	Trace *TraceContext
 	// ResponseMetadata is metadata sent back by the server. On the server a
 	// handler adds to it through server.SetResponseMetadata; on the client
 	// the transport fills it from the reply.
@@ -85,6 +96,16 @@ type Info struct {
 	// far; on gRPC and Connect they stay zero.
 	SentBytes     int
 	ReceivedBytes int
+}
+
+// TraceContext is W3C trace context (https://www.w3.org/TR/trace-context/)
+// as a client sends it with a call: see Info.Trace.
+type TraceContext struct {
+	// Traceparent is sent under metadata.KeyTraceparent. Required: a
+	// TraceContext without one sends nothing and replaces nothing.
+	Traceparent string
+	// Tracestate is sent under metadata.KeyTracestate when not empty.
+	Tracestate string
 }
 
 type key struct{}

@@ -38,12 +38,28 @@ func dialGRPC(addr string, o options) (conn, error) {
 
 func (g *grpcConn) Call(ctx context.Context, info *callinfo.Info, req, resp any) error {
 	gctx := ctx
-	if md, ok := metadata.FromOutgoing(ctx); ok || info.Attempt > 1 {
+	tc := info.Trace
+	if tc != nil && tc.Traceparent == "" {
+		tc = nil
+	}
+	if md, ok := metadata.FromOutgoing(ctx); ok || info.Attempt > 1 || tc != nil {
 		if md == nil {
 			md = metadata.MD{}
 		}
 		if info.Attempt > 1 {
 			md.Set(ttheader.KeyAttempt, itoa(info.Attempt))
+		}
+		if tc != nil {
+			// The call's own trace context replaces any the metadata has.
+			for k := range md {
+				if transport.IsTraceKey(k) {
+					delete(md, k)
+				}
+			}
+			md[metadata.KeyTraceparent] = []string{tc.Traceparent}
+			if tc.Tracestate != "" {
+				md[metadata.KeyTracestate] = []string{tc.Tracestate}
+			}
 		}
 		gctx = grpcmd.NewOutgoingContext(ctx, grpcmd.MD(md))
 	}

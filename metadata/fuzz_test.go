@@ -91,7 +91,42 @@ func FuzzIncoming(f *testing.F) {
 		if a, b := sortedMembers(metadata.Baggage(ctx)), sortedMembers(metadata.Baggage(ctx2)); !slices.Equal(a, b) {
 			t.Fatalf("baggage changed across a hop: %v then %v", a, b)
 		}
+		// A server that keeps the trace context apart gives the handler
+		// the same metadata and sends on the same.
+		rest, tp, ts := md.Copy(), takeFirst(md, metadata.KeyTraceparent), takeFirst(md, metadata.KeyTracestate)
+		for _, k := range []string{metadata.KeyTraceparent, metadata.KeyTracestate} {
+			if vs := rest[k]; len(vs) > 0 && vs[0] != "" {
+				if rest[k] = vs[1:]; len(vs) == 1 {
+					delete(rest, k)
+				}
+			}
+		}
+		ctx3 := metadata.NewIncomingContextWithTrace(context.Background(), rest, tp, ts)
+		if in, _ := metadata.FromIncoming(ctx3); len(in) != len(md) {
+			t.Fatalf("trace context apart: FromIncoming = %v, want %v", in, md)
+		} else {
+			for k, vs := range md {
+				if !slices.Equal(in[k], vs) {
+					t.Fatalf("trace context apart: FromIncoming %s = %q, want %q", k, in[k], vs)
+				}
+				if v, _ := metadata.IncomingValue(ctx3, k); k == strings.ToLower(k) && len(vs) > 0 && v != vs[0] {
+					t.Fatalf("trace context apart: IncomingValue(%s) = %q, want %q", k, v, vs[0])
+				}
+			}
+		}
+		if out3 := wire(ctx3); len(out3) != len(out) {
+			t.Fatalf("trace context apart: sends %v, want %v", out3, out)
+		}
 	})
+}
+
+// takeFirst returns the first value of key in md when it is not empty,
+// as a server that keeps the trace context apart takes it.
+func takeFirst(md metadata.MD, key string) string {
+	if vs := md[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // FuzzBaggage decodes an arbitrary baggage header as a server does: the

@@ -54,6 +54,8 @@ package metadata
 import (
 	"context"
 	"strings"
+	"sync/atomic"
+	"unsafe"
 )
 
 // MD maps lower-case keys to values.
@@ -145,6 +147,16 @@ func lower(key string) string {
 	}
 	return key
 }
+
+// KeyTraceparent and KeyTracestate are the metadata keys (and HTTP
+// headers) of W3C Trace Context (https://www.w3.org/TR/trace-context/).
+// They are ordinary transient metadata; a client's transport also sends
+// the trace context a tracing middleware put in the call's info
+// (callinfo.Info.Trace) under them.
+const (
+	KeyTraceparent = "traceparent"
+	KeyTracestate  = "tracestate"
+)
 
 type (
 	outgoingKey struct{}
@@ -305,9 +317,115 @@ func NewIncomingContext(ctx context.Context, md MD) context.Context {
 	return ctx
 }
 
+// NewIncomingContextWithTrace is NewIncomingContext for a server that keeps
+// the W3C trace context of a call apart from md, so that a call carrying
+// nothing else needs no map: traceparent and tracestate, each "" when the
+// call carried none, are the first values the call arrived with under
+// KeyTraceparent and KeyTracestate (md may hold further ones). They are
+// incoming metadata all the same: FromIncoming lists them first under
+// their keys, and IncomingValue finds them.
+//
+// traceparent and tracestate are copied (a version 00 traceparent into
+// the context itself, without an allocation of its own), so they may view
+// a buffer the caller reuses once this returns: a frame a server has read
+// them from, say.
+func NewIncomingContextWithTrace(ctx context.Context, md MD, traceparent, tracestate string) context.Context {
+	if traceparent == "" && tracestate == "" {
+		return NewIncomingContext(ctx, md)
+	}
+	c := &incomingCtx{Context: ctx, md: md}
+	if len(traceparent) <= len(c.buf) {
+		n := copy(c.buf[:], traceparent)
+		c.traceparent = unsafe.String(&c.buf[0], n) // buf does not change again
+	} else {
+		c.traceparent = strings.Clone(traceparent)
+	}
+	c.tracestate = strings.Clone(tracestate)
+	ctx = c
+	if ch := chainFrom(md); ch != nil {
+		ctx = withChain(ctx, ch)
+	}
+	return ctx
+}
+
+// incomingCtx holds the incoming metadata of a call whose trace context
+// was kept apart from its MD; it answers incomingKey with itself.
+type incomingCtx struct {
+	context.Context
+	md                      MD
+	traceparent, tracestate string
+	full                    atomic.Pointer[MD] // md with the trace context, made on first use
+	buf                     [traceparentLen]byte
+}
+
+// traceparentLen is the length of a version 00 traceparent.
+const traceparentLen = 55
+
+func (c *incomingCtx) Value(k any) any {
+	if _, ok := k.(incomingKey); ok {
+		return c
+	}
+	return c.Context.Value(k)
+}
+
+// all returns the MD FromIncoming lists: md with the trace context.
+func (c *incomingCtx) all() MD {
+	if p := c.full.Load(); p != nil {
+		return *p
+	}
+	md := make(MD, len(c.md)+2)
+	for k, vs := range c.md {
+		md[k] = vs
+	}
+	for _, kv := range [...][2]string{{KeyTraceparent, c.traceparent}, {KeyTracestate, c.tracestate}} {
+		if kv[1] != "" {
+			md[kv[0]] = append([]string{kv[1]}, c.md[kv[0]]...)
+		}
+	}
+	if !c.full.CompareAndSwap(nil, &md) {
+		return *c.full.Load()
+	}
+	return md
+}
+
+// value returns the first incoming value of key, lower case.
+func (c *incomingCtx) value(key string) (string, bool) {
+	switch {
+	case key == KeyTraceparent && c.traceparent != "":
+		return c.traceparent, true
+	case key == KeyTracestate && c.tracestate != "":
+		return c.tracestate, true
+	}
+	if vs := c.md[key]; len(vs) > 0 {
+		return vs[0], true
+	}
+	return "", false
+}
+
 // FromIncoming returns the metadata the current call arrived with. The MD
 // is shared with the framework: copy it before changing it.
 func FromIncoming(ctx context.Context) (MD, bool) {
-	md, ok := ctx.Value(incomingKey{}).(MD)
-	return md, ok
+	switch v := ctx.Value(incomingKey{}).(type) {
+	case MD:
+		return v, true
+	case *incomingCtx:
+		return v.all(), true
+	}
+	return nil, false
+}
+
+// IncomingValue returns the first value of key the current call arrived
+// with, the one FromIncoming(ctx) would list first, without building an
+// MD.
+func IncomingValue(ctx context.Context, key string) (string, bool) {
+	key = lower(key)
+	switch v := ctx.Value(incomingKey{}).(type) {
+	case MD:
+		if vs := v[key]; len(vs) > 0 {
+			return vs[0], true
+		}
+	case *incomingCtx:
+		return v.value(key)
+	}
+	return "", false
 }

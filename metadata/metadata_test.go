@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/sluicerpc/sluice/metadata"
 )
@@ -89,5 +91,112 @@ func TestOutgoingValue(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { metadata.OutgoingValue(ctx, "b") }); n != 0 {
 		t.Errorf("OutgoingValue allocates %v times", n)
+	}
+}
+
+// TestIncomingWithTrace: trace context kept apart from the MD is incoming
+// metadata all the same, listed first under its keys, and the MD a server
+// passes is not changed.
+func TestIncomingWithTrace(t *testing.T) {
+	const tp, ts = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "congo=t61rcWkgMzE"
+	for _, tc := range []struct {
+		name   string
+		md     metadata.MD
+		tp, ts string
+		want   metadata.MD
+	}{
+		{"trace only", nil, tp, ts, metadata.MD{"traceparent": {tp}, "tracestate": {ts}}},
+		{"traceparent only", nil, tp, "", metadata.MD{"traceparent": {tp}}},
+		{"with other keys", metadata.MD{"x-tenant": {"acme"}}, tp, ts,
+			metadata.MD{"x-tenant": {"acme"}, "traceparent": {tp}, "tracestate": {ts}}},
+		{"further values stay after", metadata.MD{"traceparent": {"second"}}, tp, "",
+			metadata.MD{"traceparent": {tp, "second"}}},
+		{"no trace context", metadata.MD{"x-tenant": {"acme"}}, "", "", metadata.MD{"x-tenant": {"acme"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.md.Copy()
+			ctx := metadata.NewIncomingContextWithTrace(context.Background(), tc.md, tc.tp, tc.ts)
+			got, ok := metadata.FromIncoming(ctx)
+			if !ok || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("FromIncoming = %v, %v; want %v", got, ok, tc.want)
+			}
+			if again, _ := metadata.FromIncoming(ctx); reflect.ValueOf(again).Pointer() != reflect.ValueOf(got).Pointer() {
+				t.Error("FromIncoming made a second MD")
+			}
+			for k, vs := range tc.want {
+				if v, ok := metadata.IncomingValue(ctx, strings.ToUpper(k)); !ok || v != vs[0] {
+					t.Errorf("IncomingValue(%s) = %q, %v; want %q", k, v, ok, vs[0])
+				}
+			}
+			if v, ok := metadata.IncomingValue(ctx, "x-absent"); ok || v != "" {
+				t.Errorf("IncomingValue(x-absent) = %q, %v", v, ok)
+			}
+			if !reflect.DeepEqual(tc.md.Copy(), before) {
+				t.Errorf("md changed: %v, was %v", tc.md, before)
+			}
+			if n := testing.AllocsPerRun(100, func() { metadata.IncomingValue(ctx, metadata.KeyTraceparent) }); n != 0 {
+				t.Errorf("IncomingValue allocates %v times", n)
+			}
+		})
+	}
+}
+
+// TestIncomingWithTraceChain: persistent keys and baggage in the MD go on
+// down the chain as NewIncomingContext sends them; the trace context, which
+// is transient, does not.
+func TestIncomingWithTraceChain(t *testing.T) {
+	md := metadata.MD{"rpc-persist-x-tenant": {"acme"}, metadata.KeyBaggage: {"lane=canary"}}
+	ctx := metadata.NewIncomingContextWithTrace(context.Background(), md, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "")
+	if v, _ := metadata.PersistentValue(ctx, "x-tenant"); v != "acme" {
+		t.Errorf("persistent x-tenant = %q", v)
+	}
+	if v, _ := metadata.BaggageValue(ctx, "lane"); v != "canary" {
+		t.Errorf("baggage lane = %q", v)
+	}
+	if _, ok := metadata.OutgoingValue(ctx, metadata.KeyTraceparent); ok {
+		t.Error("the incoming traceparent goes on to the next call")
+	}
+}
+
+// TestIncomingWithTraceConcurrent: handlers may read the incoming metadata
+// from several goroutines; they all get the same MD (run with -race).
+func TestIncomingWithTraceConcurrent(t *testing.T) {
+	ctx := metadata.NewIncomingContextWithTrace(context.Background(), metadata.MD{"a": {"1"}}, "tp", "ts")
+	mds := make(chan metadata.MD, 8)
+	for range cap(mds) {
+		go func() {
+			md, _ := metadata.FromIncoming(ctx)
+			mds <- md
+		}()
+	}
+	first := <-mds
+	for range cap(mds) - 1 {
+		if md := <-mds; reflect.ValueOf(md).Pointer() != reflect.ValueOf(first).Pointer() {
+			t.Fatal("goroutines got different MDs")
+		}
+	}
+}
+
+// TestIncomingWithTraceCopies: the trace context is copied, so a server
+// may pass views of a buffer it reuses, as the native server passes views
+// of the frame it read.
+func TestIncomingWithTraceCopies(t *testing.T) {
+	for _, tp := range []string{
+		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-a-future-version",
+	} {
+		const ts = "congo=t61rcWkgMzE"
+		buf := []byte(tp + ts)
+		ctx := metadata.NewIncomingContextWithTrace(context.Background(), nil,
+			unsafe.String(&buf[0], len(tp)), unsafe.String(&buf[len(tp)], len(ts)))
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		gotTP, _ := metadata.IncomingValue(ctx, metadata.KeyTraceparent)
+		gotTS, _ := metadata.IncomingValue(ctx, metadata.KeyTracestate)
+		md, _ := metadata.FromIncoming(ctx)
+		if gotTP != tp || gotTS != ts || md.Value(metadata.KeyTraceparent) != tp || md.Value(metadata.KeyTracestate) != ts {
+			t.Errorf("after the buffer changed: IncomingValue %q %q, FromIncoming %v; want %q %q", gotTP, gotTS, md, tp, ts)
+		}
 	}
 }

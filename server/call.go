@@ -40,15 +40,56 @@ func newCall(parent context.Context, m *method, protocol, peer string) *call {
 	return cl
 }
 
+// setIncoming makes md the call's incoming metadata, with the W3C trace
+// context traceparent and tracestate kept apart from it (see
+// metadata.NewIncomingContextWithTrace, which copies them: they may view
+// a buffer the adapter reuses). The incoming context becomes the parent of
+// the call's own, which stays first in the chain.
+func (cl *call) setIncoming(md metadata.MD, traceparent, tracestate string) {
+	cl.ctx.Info.Metadata = md
+	if md != nil || traceparent != "" || tracestate != "" {
+		cl.ctx.Context = metadata.NewIncomingContextWithTrace(cl.ctx.Context, md, traceparent, tracestate)
+	}
+}
+
+// setIncomingSplit is setIncoming for md, which the adapter owns, with
+// the trace context still in it: the first value of each of its keys
+// comes out.
+func (cl *call) setIncomingSplit(md metadata.MD) {
+	tp, ts := takeFirst(md, metadata.KeyTraceparent), takeFirst(md, metadata.KeyTracestate)
+	if len(md) == 0 {
+		md = nil
+	}
+	cl.setIncoming(md, tp, ts)
+}
+
+// takeFirst removes the first value of key from md and returns it; an
+// empty first value stays.
+func takeFirst(md metadata.MD, key string) string {
+	vs := md[key]
+	if len(vs) == 0 || vs[0] == "" {
+		return ""
+	}
+	if len(vs) == 1 {
+		delete(md, key)
+	} else {
+		md[key] = vs[1:]
+	}
+	return vs[0]
+}
+
 // run runs the middleware chain and the handler for req and returns the
-// reply. It applies the timeout, exposes the incoming metadata, turns a
-// panic into Internal and a context error into a status that says which
-// deadline fired.
+// reply. It applies the timeout, turns a panic into Internal and a
+// context error into a status that says which deadline fired. The
+// adapter has set the incoming metadata (setIncoming).
 func (s *Server) run(cl *call, req any) (reply any, err error) {
 	m, info := cl.m, &cl.ctx.Info
+	// The one clock read of the call's start: metrics and tracing
+	// middlewares read Start rather than the clock.
+	info.Start = now()
 	var ctx context.Context = &cl.ctx
 	if cl.timeout > 0 {
-		info.Deadline = time.Now().Add(cl.timeout)
+		info.Deadline = info.Start.Add(cl.timeout)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, info.Deadline)
 		defer cancel()
@@ -57,9 +98,6 @@ func (s *Server) run(cl *call, req any) (reply any, err error) {
 		// keep the time left at arrival for error messages.
 		info.Deadline = d
 		cl.timeout = time.Until(d).Round(time.Millisecond)
-	}
-	if info.Metadata != nil {
-		ctx = metadata.NewIncomingContext(ctx, info.Metadata)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -76,6 +114,14 @@ func (s *Server) run(cl *call, req any) (reply any, err error) {
 	}
 	return cl.reply.Msg, nil
 }
+
+// clockBase makes now cheaper than time.Now.
+var clockBase = time.Now()
+
+// now returns the current time from one read of the monotonic clock (its
+// wall reading follows from the process's start), where time.Now reads
+// the wall clock as well.
+func now() time.Time { return clockBase.Add(time.Since(clockBase)) }
 
 // contextError names the deadline or cancellation behind a bare context
 // error a handler returned; other errors pass through.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/internal/transport"
@@ -137,6 +138,11 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 			info.Caller = string(kv.Value)
 		}
 	}
+	// The trace context stays out of the metadata map (see
+	// metadata.NewIncomingContextWithTrace): a call that carries nothing
+	// else needs none. tp and ts view the frame until setIncoming copies
+	// them.
+	var tp, ts []byte
 	for i := range h.Strings {
 		kv := &h.Strings[i]
 		switch string(kv.Key) {
@@ -145,14 +151,23 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 			if n, err := strconv.Atoi(string(kv.Value)); err == nil && n > 0 {
 				info.Attempt = n
 			}
-		default:
-			if info.Metadata == nil {
-				info.Metadata = make(metadata.MD, len(h.Strings))
+		case metadata.KeyTraceparent:
+			if tp == nil && len(kv.Value) > 0 && info.Metadata[metadata.KeyTraceparent] == nil {
+				tp = kv.Value
+				break
 			}
-			k := string(kv.Key)
-			info.Metadata[k] = append(info.Metadata[k], string(kv.Value))
+			info.Metadata = appendMD(info.Metadata, len(h.Strings), metadata.KeyTraceparent, string(kv.Value))
+		case metadata.KeyTracestate:
+			if ts == nil && len(kv.Value) > 0 && info.Metadata[metadata.KeyTracestate] == nil {
+				ts = kv.Value
+				break
+			}
+			info.Metadata = appendMD(info.Metadata, len(h.Strings), metadata.KeyTracestate, string(kv.Value))
+		default:
+			info.Metadata = appendMD(info.Metadata, len(h.Strings), string(kv.Key), string(kv.Value))
 		}
 	}
+	cl.setIncoming(info.Metadata, view(tp), view(ts))
 	c.fr.Release() // nothing below points into the frame
 
 	// Counted from here until the reply is in the writer, so that
@@ -165,6 +180,23 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 	ok := c.writeReply(h, buf, seq, m.name, p.Type, reply, err, info, hold)
 	c.srv.callDone()
 	return ok && reader
+}
+
+// view returns b as a string without copying it: valid while b is.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// appendMD adds k: v to md, making it (room for n keys) when nil.
+func appendMD(md metadata.MD, n int, k, v string) metadata.MD {
+	if md == nil {
+		md = make(metadata.MD, n)
+	}
+	md[k] = append(md[k], v)
+	return md
 }
 
 // writeReply encodes a reply (or an exception for err) and writes it. info

@@ -106,7 +106,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	// stops: the HTTP server's BaseContext is s.ctx.
 	cl := newCall(r.Context(), m, "connect", r.RemoteAddr)
 	info := &cl.ctx.Info
-	info.Metadata = md
+	cl.setIncomingSplit(md)
 	info.Attempt = attempt
 	cl.timeout = timeout
 	reply, err := s.run(cl, req)

@@ -88,7 +88,7 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 			if v := md[ttheader.KeyAttempt]; len(v) > 0 {
 				cl.ctx.Info.Attempt = atoiOr(v[0], 1)
 			}
-			cl.ctx.Info.Metadata = userMetadata(md)
+			cl.setIncomingSplit(userMetadata(md))
 		}
 		reply, err := s.run(cl, req)
 		if rmd := cl.ctx.Info.ResponseMetadata; len(rmd) > 0 {

@@ -50,6 +50,35 @@ type pending struct {
 	// scratch for decimal header values, kept here so they do not escape per call
 	attempt [8]byte
 	timeout [20]byte
+	// md writes the outgoing metadata into h when the call's info has its
+	// own trace context (Info.Trace); kept here so that it does not escape
+	// per call.
+	md traceWriter
+}
+
+// traceWriter adds outgoing metadata to a request header, leaving out the
+// W3C trace context keys: the call's info carries the trace context the
+// request is to send instead (callinfo.Info.Trace).
+type traceWriter struct{ h *ttheader.Header }
+
+func (w *traceWriter) AddString(k, v string) {
+	if !IsTraceKey(k) {
+		w.h.AddString(k, v)
+	}
+}
+
+// IsTraceKey reports whether the metadata key k is one of the W3C trace
+// context keys, metadata.KeyTraceparent or metadata.KeyTracestate, in any
+// case: the keys a call's own trace context (callinfo.Info.Trace) replaces
+// in its outgoing metadata.
+func IsTraceKey(k string) bool {
+	switch len(k) {
+	case len(metadata.KeyTraceparent):
+		return k == metadata.KeyTraceparent || strings.EqualFold(k, metadata.KeyTraceparent)
+	case len(metadata.KeyTracestate):
+		return k == metadata.KeyTracestate || strings.EqualFold(k, metadata.KeyTracestate)
+	}
+	return false
 }
 
 var pendingPool = sync.Pool{New: func() any {
@@ -213,7 +242,16 @@ func (cc *ClientConn) encode(ctx context.Context, p *pending, seq uint32, info *
 	if info.Attempt > 1 {
 		h.Strings = append(h.Strings, ttheader.KV{Key: s2b(ttheader.KeyAttempt), Value: strconv.AppendInt(p.attempt[:0], int64(info.Attempt), 10)})
 	}
-	metadata.RangeOutgoing(ctx, h)
+	if tc := info.Trace; tc == nil || tc.Traceparent == "" {
+		metadata.RangeOutgoing(ctx, h)
+	} else {
+		p.md.h = h
+		metadata.RangeOutgoing(ctx, &p.md)
+		h.AddString(metadata.KeyTraceparent, tc.Traceparent)
+		if tc.Tracestate != "" {
+			h.AddString(metadata.KeyTracestate, tc.Tracestate)
+		}
+	}
 	h.AddInt(ttheader.KeyToMethod, s2b(info.Method))
 	if !info.Deadline.IsZero() {
 		ms := (time.Until(info.Deadline) + time.Millisecond - 1) / time.Millisecond

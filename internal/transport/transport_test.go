@@ -787,3 +787,14 @@ func TestMonitorLeavesFastHandlers(t *testing.T) {
 		t.Fatalf("Resume called %d times over %d fast calls", r, n)
 	}
 }
+
+func TestIsTraceKey(t *testing.T) {
+	for k, want := range map[string]bool{
+		"traceparent": true, "Traceparent": true, "TRACESTATE": true, "tracestate": true,
+		"baggage": false, "traceparentx": false, "tracestat": false, "": false, "x-traceparent": false,
+	} {
+		if got := IsTraceKey(k); got != want {
+			t.Errorf("IsTraceKey(%q) = %v, want %v", k, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
@@ -35,6 +36,13 @@ func benchCall(b *testing.B, side callinfo.Side, ep endpoint.Endpoint) {
 	info.Caller = "frontend"
 	info.Peer = "10.0.0.7:8080"
 	info.ReceivedBytes, info.SentBytes = 120, 80
+	// As the framework fills them: the server sets Start, the client
+	// Start and, once the reply is in, End.
+	info.Attempt = 1
+	info.Start = time.Now()
+	if side == callinfo.Client {
+		info.End = info.Start.Add(time.Millisecond)
+	}
 	var r endpoint.Reply
 	ep(carrier, nil, &r) // warm the caches
 	b.ReportAllocs()

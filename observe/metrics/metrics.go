@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -155,34 +158,37 @@ func New(cfg Config) (*Metrics, error) {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: cl}, labels)
 	}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, cl)
+	}
 	m.server = &side{
 		maxPeers: cfg.MaxPeers,
-		requests: counter("sluice_server_requests_total",
+		upper:    cfg.Buckets,
+		requests: desc("sluice_server_requests_total",
 			"Calls the server handled, by service, method, status code and calling service (peer).",
 			"service", "method", "code", "peer"),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_server_handling_seconds", ConstLabels: cl, Buckets: cfg.Buckets,
-			Help: "Time from the start of the server's middleware chain to the handler's return, in seconds."},
-			[]string{"service", "method"}),
-		inflight: prometheus.NewDesc("sluice_server_in_flight_requests", "Calls the server is handling now.",
-			[]string{"service", "method"}, cl),
-		received: counter("sluice_server_received_bytes_total",
+		latency: desc("sluice_server_handling_seconds",
+			"Time from the start of the server's middleware chain to the handler's return, in seconds.",
+			"service", "method"),
+		inflight: desc("sluice_server_in_flight_requests", "Calls the server is handling now.", "service", "method"),
+		received: desc("sluice_server_received_bytes_total",
 			"Encoded request bytes the server received, framing excluded.", "service", "method"),
-		sent: counter("sluice_server_sent_bytes_total",
+		sent: desc("sluice_server_sent_bytes_total",
 			"Encoded reply bytes the server sent, framing excluded.", "service", "method"),
 	}
 	m.client = &side{
 		maxPeers: cfg.MaxPeers,
-		requests: counter("sluice_client_requests_total",
+		upper:    cfg.Buckets,
+		requests: desc("sluice_client_requests_total",
 			"Calls the client made, by service, method, status code and instance address (peer).",
 			"service", "method", "code", "peer"),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sluice_client_request_seconds", ConstLabels: cl, Buckets: cfg.Buckets,
-			Help: "Duration of client calls as the client middleware sees them, in seconds."},
-			[]string{"service", "method"}),
-		inflight: prometheus.NewDesc("sluice_client_in_flight_requests", "Calls the client has in flight now.",
-			[]string{"service", "method"}, cl),
-		sent: counter("sluice_client_sent_bytes_total",
+		latency: desc("sluice_client_request_seconds",
+			"Duration of client calls as the client middleware sees them, in seconds.",
+			"service", "method"),
+		inflight: desc("sluice_client_in_flight_requests", "Calls the client has in flight now.", "service", "method"),
+		sent: desc("sluice_client_sent_bytes_total",
 			"Encoded request bytes the client sent, framing excluded.", "service", "method"),
-		received: counter("sluice_client_received_bytes_total",
+		received: desc("sluice_client_received_bytes_total",
 			"Encoded reply bytes the client received, framing excluded.", "service", "method"),
 	}
 	m.breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_breaker_state", ConstLabels: cl,
@@ -198,8 +204,7 @@ func New(cfg Config) (*Metrics, error) {
 	m.ejections = counter("sluice_client_ejections_total", "Times an instance was ejected by outlier detection.", "peer")
 
 	for _, c := range []prometheus.Collector{
-		m.server.requests, m.server.latency, inflightCollector{m.server}, m.server.received, m.server.sent,
-		m.client.requests, m.client.latency, inflightCollector{m.client}, m.client.sent, m.client.received,
+		m.server, m.client,
 		m.breakerState, m.breakerTransitions, m.rejected, m.retries, m.hedges, m.fallbacks, m.ejections,
 	} {
 		if err := cfg.Registerer.Register(c); err != nil {
@@ -219,6 +224,8 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.cfg.Gatherer }
 // Server returns the server middleware: it counts calls, observes their
 // latency and tracks those in flight. server.WithMetrics installs it
 // outermost in the chain and also reports reply sizes (ServerSent).
+// Latency starts at the call info's Start, which the server sets as the
+// chain begins, and ends when the chain returns.
 func (m *Metrics) Server() endpoint.Middleware {
 	s := m.server
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
@@ -226,36 +233,67 @@ func (m *Metrics) Server() endpoint.Middleware {
 		// first call's. (Elsewhere, other methods use the map.)
 		var first atomic.Pointer[methodSeries]
 		return func(ctx context.Context, req, resp any) (err error) {
-			info := callinfo.FromContext(ctx)
-			if info == nil {
+			var c call
+			if !s.begin(&c, ctx, &first) {
 				return next(ctx, req, resp)
 			}
-			ms := first.Load()
-			if ms == nil || ms.service != info.Service || ms.method != info.Method {
-				ms = s.series(info.Service, info.Method)
-				first.CompareAndSwap(nil, ms)
+			// The server sets Start as the chain begins: no clock read.
+			if c.start = c.info.Start; c.start.IsZero() {
+				c.start = now()
 			}
-			ms.inflight.Add(1)
-			start := now()
-			returned := false
-			defer func() {
-				code := codes.Internal // a panic: the server answers Internal
-				if returned {
-					code = codeOf(err)
-					if err == nil {
-						// The server answers Internal to a nil reply without error.
-						if r, ok := resp.(*endpoint.Reply); ok && r.Msg == nil {
-							code = codes.Internal
-						}
-					}
-				}
-				ms.done(info.Caller, code, start, info.ReceivedBytes, 0)
-			}()
+			defer s.finishServer(&c, resp, &err) // on a panic too
 			err = next(ctx, req, resp)
-			returned = true
+			c.returned = true
 			return err
 		}
 	}
+}
+
+// call is a counted call in progress: what its middleware keeps, on its
+// stack, across the call. The middlewares' own frames stay small on
+// purpose: while a call waits for its reply, its goroutine's stack holds
+// them, and the garbage collector decodes every frame of every waiting
+// stack on each cycle, at a cost that grows with the function's size.
+type call struct {
+	ms       *methodSeries
+	shard    []atomic.Uint64 // the core's shard when the call began
+	info     *callinfo.Info
+	start    time.Time
+	returned bool // false in finish: a panic went through
+}
+
+// begin counts the call of ctx as begun, in the series first caches
+// when it is the same method; false when ctx has no call info.
+func (s *side) begin(c *call, ctx context.Context, first *atomic.Pointer[methodSeries]) bool {
+	info := callinfo.FromContext(ctx)
+	if info == nil {
+		return false
+	}
+	ms := first.Load()
+	if ms == nil || ms.service != info.Service || ms.method != info.Method {
+		ms = s.series(info.Service, info.Method)
+		first.CompareAndSwap(nil, ms)
+	}
+	// Field by field: c is on the caller's stack, and a composite
+	// literal would be built aside and copied with write barriers.
+	c.ms, c.shard, c.info = ms, ms.begin(), info
+	return true
+}
+
+// finishServer records the server call c, which returned *err with resp,
+// or panicked.
+func (s *side) finishServer(c *call, resp any, err *error) {
+	code := codes.Internal // a panic: the server answers Internal
+	if c.returned {
+		code = codeOf(*err)
+		if *err == nil {
+			// The server answers Internal to a nil reply without error.
+			if r, ok := resp.(*endpoint.Reply); ok && r.Msg == nil {
+				code = codes.Internal
+			}
+		}
+	}
+	c.ms.done(c.shard, c.info.Caller, code, now().Sub(c.start), c.info.ReceivedBytes, 0)
 }
 
 // ServerSent adds info.SentBytes to the server's sent bytes of info's
@@ -266,43 +304,62 @@ func (m *Metrics) ServerSent(info *callinfo.Info) {
 	if m == nil || info == nil || info.SentBytes <= 0 {
 		return
 	}
-	m.server.series(info.Service, info.Method).sent.Add(float64(info.SentBytes))
+	s := m.server
+	ms := s.firstSent.Load()
+	if ms == nil || ms.service != info.Service || ms.method != info.Method {
+		ms = s.series(info.Service, info.Method)
+		s.firstSent.CompareAndSwap(nil, ms)
+	}
+	ms.shards.local()[cntSent].Add(uint64(info.SentBytes))
 }
 
 // Client returns the client middleware: it counts calls by the instance
 // they went to, observes their latency, tracks those in flight and adds
-// up the bytes the transport reports.
+// up the bytes the transport reports. Latency runs from the call's Start
+// to the End of its latest attempt that reached an instance, as the
+// client records them in the call info (and as breakers time calls),
+// without reading the clock again; the clock stands in for what the call
+// info lacks.
 func (m *Metrics) Client() endpoint.Middleware {
-	c := m.client
+	s := m.client
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		// A client's chain serves every method: remember the first
 		// method's series, find the others in the map.
 		var first atomic.Pointer[methodSeries]
 		return func(ctx context.Context, req, resp any) (err error) {
-			info := callinfo.FromContext(ctx)
-			if info == nil {
+			var c call
+			if !s.begin(&c, ctx, &first) {
 				return next(ctx, req, resp)
 			}
-			ms := first.Load()
-			if ms == nil || ms.service != info.Service || ms.method != info.Method {
-				ms = c.series(info.Service, info.Method)
-				first.CompareAndSwap(nil, ms)
+			// The call's own Start and End, as the client sets them, as
+			// breakers time calls: the clock only for what they miss
+			// (a later attempt's start, a call that reached no instance).
+			if c.start = c.info.Start; c.info.Attempt > 1 || c.start.IsZero() {
+				c.start = now()
 			}
-			ms.inflight.Add(1)
-			start := now()
-			returned := false
-			defer func() {
-				code := codes.Internal // a panic below us
-				if returned {
-					code = codeOf(err)
-				}
-				ms.done(info.Peer, code, start, info.ReceivedBytes, info.SentBytes)
-			}()
+			defer s.finishClient(&c, &err) // on a panic too
 			err = next(ctx, req, resp)
-			returned = true
+			c.returned = true
 			return err
 		}
 	}
+}
+
+// finishClient records the client call c, which returned *err, or
+// panicked.
+func (s *side) finishClient(c *call, err *error) {
+	code := codes.Internal // a panic below us
+	if c.returned {
+		code = codeOf(*err)
+	}
+	info := c.info
+	end := info.End
+	if end.Before(c.start) {
+		end = now()
+	}
+	// The caller's goroutine waited for the reply: it may be on another
+	// core by now.
+	c.ms.done(c.ms.shards.local(), info.Peer, code, end.Sub(c.start), info.ReceivedBytes, info.SentBytes)
 }
 
 // BreakerStateChange records a breaker's new state and the transition. It
@@ -376,37 +433,67 @@ func incMethod(by *cowMap[methodKey, prometheus.Counter], vec *prometheus.Counte
 	by.getOrCreate(k, func() prometheus.Counter { return vec.WithLabelValues(service, method) }).Inc()
 }
 
-// side is the metrics of one side of calls, and the cache of their
-// labelled children.
+// side is the metrics of one side of calls: the counts of every method
+// it has seen, which it collects itself.
 type side struct {
 	maxPeers int
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	inflight *prometheus.Desc // collected by inflightCollector
-	received *prometheus.CounterVec
-	sent     *prometheus.CounterVec
+	upper    []float64 // the latency buckets' upper bounds
+	requests *prometheus.Desc
+	latency  *prometheus.Desc
+	inflight *prometheus.Desc
+	received *prometheus.Desc
+	sent     *prometheus.Desc
 	methods  cowMap[methodKey, *methodSeries]
+	// firstSent is the series of the first method ServerSent saw, found
+	// without a map lookup (a server with one busy method, say).
+	firstSent atomic.Pointer[methodSeries]
 }
 
-// methodSeries is the children of one service and method.
+// The counts of a method's shard: these, then the latency buckets (one
+// per upper bound, then +Inf), then the OK calls of the first hotPeers
+// peers (others count in their peerSeries).
+const (
+	cntStarted  = iota // calls begun; in flight: begun minus observed
+	cntSum             // the latency sum in seconds, float64 bits
+	cntReceived        // bytes
+	cntSent            // bytes
+	cntBuckets         // the first latency bucket
+)
+
+// hotPeers is the number of peers per method whose OK calls count in the
+// method's shards: the common case, a call that succeeds, then touches no
+// line another core writes.
+const hotPeers = 8
+
+// okCount returns the index, in a shard, of the OK calls of peer i.
+func (s *side) okCount(i int) int { return cntBuckets + len(s.upper) + 1 + i }
+
+// methodSeries is the counts of one service and method.
+//
+// A call adds to its method's counts twice (as it begins and as it
+// ends), and on a busy multi-core host fetching the cache line another
+// core wrote last costs more than the additions themselves. So the
+// counts are sharded, one shard per core as far as coreShard can tell,
+// each on cache lines of its own; collecting sums the shards.
+// (Prometheus's own vectors would spread a call over half a dozen
+// objects, some sharing a line with what every core writes.)
 type methodSeries struct {
 	side            *side
 	service, method string
-	latency         prometheus.Observer
-	inflight        atomic.Int64
-	received        prometheus.Counter
-	sent            prometheus.Counter
+	created         time.Time
+	shards          shards
 	peers           cowMap[string, *peerSeries]
 }
 
-// peerSeries is the request counters of one peer, one per code, made on
-// first use.
+// peerSeries is the request counts of one peer, by code: all of them
+// but the OK calls of the first hotPeers peers, which count in the
+// method's shards.
 type peerSeries struct {
-	peer  string
-	codes [numCodes]atomic.Pointer[counterRef]
+	peer    string
+	index   int // among the method's peers, in the order they came
+	created time.Time
+	codes   [numCodes]atomic.Uint64
 }
-
-type counterRef struct{ c prometheus.Counter }
 
 // numCodes is the number of canonical codes; others count as Unknown.
 const numCodes = int(codes.Unauthenticated) + 1
@@ -418,70 +505,187 @@ func (s *side) series(service, method string) *methodSeries {
 	}
 	return s.methods.getOrCreate(k, func() *methodSeries {
 		return &methodSeries{
-			side:     s,
-			service:  service,
-			method:   method,
-			latency:  s.latency.WithLabelValues(service, method),
-			received: s.received.WithLabelValues(service, method),
-			sent:     s.sent.WithLabelValues(service, method),
+			side:    s,
+			service: service,
+			method:  method,
+			created: time.Now(),
+			shards:  newShards(s.okCount(hotPeers)),
 		}
 	})
 }
 
-// inflightCollector reports the calls in flight of every method of a side.
-type inflightCollector struct{ s *side }
+// shards is a set of counters kept once per core, each copy on cache
+// lines of its own.
+type shards struct {
+	counts []atomic.Uint64
+	n      int // copies
+	stride int // counters from one copy to the next: whole cache lines
+	width  int // counters in a copy
+}
 
-func (c inflightCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.s.inflight }
+// maxShards bounds the copies, and so the memory, of a set of counters.
+const maxShards = 64
 
-func (c inflightCollector) Collect(ch chan<- prometheus.Metric) {
-	p := c.s.methods.m.Load()
+// newShards makes sets of width counters, 4 per P (tokens beyond one per
+// P, see coreShard, then mostly get a set of their own).
+func newShards(width int) shards {
+	const line = 64 / 8 // counters per cache line
+	n := min(4*runtime.GOMAXPROCS(0), maxShards)
+	stride := (width + line - 1) / line * line
+	buf := make([]atomic.Uint64, n*stride+line-1)
+	// Start on a cache line: the garbage collector does not move objects.
+	off := int(-uintptr(unsafe.Pointer(&buf[0])) % 64 / 8)
+	return shards{counts: buf[off : off+n*stride], n: n, stride: stride, width: width}
+}
+
+// local returns the copy of the core the caller runs on, or most likely
+// did a moment ago.
+func (s *shards) local() []atomic.Uint64 {
+	i := coreShard() % s.n * s.stride
+	return s.counts[i : i+s.width : i+s.width]
+}
+
+// sum returns counter i summed over the copies.
+func (s *shards) sum(i int) uint64 {
+	var n uint64
+	for j := i; j < len(s.counts); j += s.stride {
+		n += s.counts[j].Load()
+	}
+	return n
+}
+
+// coreShard returns a number that stays the same for calls on one core
+// (a P, to the scheduler) and differs between cores as far as it can. A
+// sync.Pool keeps one private object per P: the token a goroutine takes
+// out and puts straight back is, almost always, its P's own. A token the
+// pool drops (at garbage collection) or hands to another P costs only
+// sharing a copy for a while, never a count.
+func coreShard() int {
+	t := coreTokens.Get().(*coreToken)
+	n := t.n
+	coreTokens.Put(t)
+	return n
+}
+
+type coreToken struct{ n int }
+
+var (
+	coreTokens = sync.Pool{New: func() any { return &coreToken{n: int(nextCoreToken.Add(1) - 1)} }}
+	// nextCoreToken numbers the tokens; it wraps around harmlessly.
+	nextCoreToken atomic.Uint32
+)
+
+// Describe implements prometheus.Collector.
+func (s *side) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range [...]*prometheus.Desc{s.requests, s.latency, s.inflight, s.received, s.sent} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: the metrics of every method
+// seen, as constant metrics made from the counts.
+func (s *side) Collect(ch chan<- prometheus.Metric) {
+	p := s.methods.m.Load()
 	if p == nil {
 		return
 	}
 	for _, ms := range *p {
-		ch <- prometheus.MustNewConstMetric(c.s.inflight, prometheus.GaugeValue, float64(ms.inflight.Load()), ms.service, ms.method)
+		sh := &ms.shards
+		// Observed before begun: every call observed had begun, so the
+		// difference is never below zero.
+		var observed uint64
+		buckets := make(map[float64]uint64, len(s.upper))
+		for i, u := range s.upper {
+			observed += sh.sum(cntBuckets + i)
+			buckets[u] = observed
+		}
+		observed += sh.sum(cntBuckets + len(s.upper))
+		begun := sh.sum(cntStarted)
+		var sum float64
+		for j := cntSum; j < len(sh.counts); j += sh.stride {
+			sum += math.Float64frombits(sh.counts[j].Load())
+		}
+		ch <- prometheus.MustNewConstHistogramWithCreatedTimestamp(s.latency, observed, sum, buckets, ms.created, ms.service, ms.method)
+		ch <- prometheus.MustNewConstMetric(s.inflight, prometheus.GaugeValue, float64(max(int64(begun-observed), 0)), ms.service, ms.method)
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(s.received, prometheus.CounterValue, float64(sh.sum(cntReceived)), ms.created, ms.service, ms.method)
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(s.sent, prometheus.CounterValue, float64(sh.sum(cntSent)), ms.created, ms.service, ms.method)
+		pp := ms.peers.m.Load()
+		if pp == nil {
+			continue
+		}
+		for _, ps := range *pp {
+			for c := range ps.codes {
+				n := ps.codes[c].Load()
+				if c == int(codes.OK) && ps.index < hotPeers {
+					n += sh.sum(s.okCount(ps.index))
+				}
+				if n > 0 {
+					ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(s.requests, prometheus.CounterValue, float64(n), ps.created, ms.service, ms.method, codeNames[c], ps.peer)
+				}
+			}
+		}
 	}
 }
 
 // epoch is the origin of now.
 var epoch = time.Now()
 
-// now reads the monotonic clock only, which costs half of time.Now.
-func now() time.Duration { return time.Since(epoch) }
+// now reads the monotonic clock only, which costs half of time.Now (its
+// wall reading follows from epoch's).
+func now() time.Time { return epoch.Add(time.Since(epoch)) }
 
-// done records a finished call.
-func (ms *methodSeries) done(peer string, code codes.Code, start time.Duration, received, sent int) {
-	ms.latency.Observe((now() - start).Seconds())
-	ms.inflight.Add(-1)
-	ms.requests(peer, code).Inc()
-	if received > 0 {
-		ms.received.Add(float64(received))
-	}
-	if sent > 0 {
-		ms.sent.Add(float64(sent))
-	}
+// begin counts a call that begins.
+// begin counts a call that begins and returns the shard of the core it
+// runs on, for done: a call mostly ends on the core it began on.
+func (ms *methodSeries) begin() []atomic.Uint64 {
+	c := ms.shards.local()
+	c[cntStarted].Add(1)
+	return c
 }
 
-// requests returns the request counter of peer and code.
-func (ms *methodSeries) requests(peer string, code codes.Code) prometheus.Counter {
-	if peer == "" {
-		peer = UnknownPeer
+// done records, in shard c, a finished call that took latency.
+func (ms *methodSeries) done(c []atomic.Uint64, peer string, code codes.Code, latency time.Duration, received, sent int) {
+	v := latency.Seconds()
+	i := len(ms.side.upper)
+	for j, u := range ms.side.upper {
+		if v <= u {
+			i = j
+			break
+		}
+	}
+	c[cntBuckets+i].Add(1)
+	for sum := &c[cntSum]; ; {
+		old := sum.Load()
+		if sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			break
+		}
+	}
+	if received > 0 {
+		c[cntReceived].Add(uint64(received))
+	}
+	if sent > 0 {
+		c[cntSent].Add(uint64(sent))
+	}
+	ps := ms.peerSeries(peer)
+	if code == codes.OK && ps.index < hotPeers {
+		c[ms.side.okCount(ps.index)].Add(1)
+		return
 	}
 	if int(code) >= numCodes {
 		code = codes.Unknown
 	}
-	ps, ok := ms.peers.load(peer)
-	if !ok {
-		ps = ms.peer(peer)
+	ps.codes[code].Add(1)
+}
+
+// peerSeries returns the series of peer.
+func (ms *methodSeries) peerSeries(peer string) *peerSeries {
+	if peer == "" {
+		peer = UnknownPeer
 	}
-	if r := ps.codes[code].Load(); r != nil {
-		return r.c
+	if ps, ok := ms.peers.load(peer); ok {
+		return ps
 	}
-	r := &counterRef{ms.side.requests.WithLabelValues(ms.service, ms.method, codeNames[code], ps.peer)}
-	if !ps.codes[code].CompareAndSwap(nil, r) {
-		r = ps.codes[code].Load()
-	}
-	return r.c
+	return ms.peer(peer)
 }
 
 // peer finds or makes the series of a peer not seen yet, or of OtherPeer
@@ -499,7 +703,7 @@ func (ms *methodSeries) peer(peer string) *peerSeries {
 			return ps
 		}
 	}
-	ps := &peerSeries{peer: peer}
+	ps := &peerSeries{peer: peer, index: c.len(), created: time.Now()}
 	c.storeLocked(peer, ps)
 	return ps
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,7 +190,15 @@ func TestCalls(t *testing.T) {
 		{mc.Gatherer(), "sluice_client_sent_bytes_total", reqBytes},
 		{mc.Gatherer(), "sluice_client_received_bytes_total", respBytes},
 	} {
-		if got := value(t, c.g, c.name, lbl("service", echoService, "method", echoMethod)); got != float64(c.want) {
+		// The server counts a reply's bytes once it has written it, so
+		// the client may have the last reply a moment before.
+		labels := lbl("service", echoService, "method", echoMethod)
+		got := value(t, c.g, c.name, labels)
+		for deadline := time.Now().Add(5 * time.Second); got != float64(c.want) && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+			got = value(t, c.g, c.name, labels)
+		}
+		if got != float64(c.want) {
 			t.Errorf("%s = %v, want %d", c.name, got, c.want)
 		}
 	}
@@ -422,16 +431,70 @@ sluice_client_requests_total{code="UNAVAILABLE",method="M",peer="unknown",servic
 	}
 }
 
+// TestLatencyFromCallInfo: the middlewares time a call by its call info's
+// Start (both sides) and End (the client's), reading the clock only for
+// what the call info lacks: a later attempt's start, a missing End.
+func TestLatencyFromCallInfo(t *testing.T) {
+	t0 := time.Now().Add(-2 * time.Second)
+	for _, tc := range []struct {
+		name     string
+		info     callinfo.Info
+		min, max time.Duration
+	}{
+		{"client start and end", callinfo.Info{Side: callinfo.Client, Attempt: 1, Start: t0, End: t0.Add(1500 * time.Millisecond)}, 1500 * time.Millisecond, 1500 * time.Millisecond},
+		{"client without end", callinfo.Info{Side: callinfo.Client, Attempt: 1, Start: t0}, 2 * time.Second, time.Minute},
+		{"client later attempt", callinfo.Info{Side: callinfo.Client, Attempt: 2, Start: t0, End: t0.Add(time.Second)}, 0, time.Second},
+		{"client without start", callinfo.Info{Side: callinfo.Client, Attempt: 1}, 0, time.Second},
+		{"server start", callinfo.Info{Side: callinfo.Server, Attempt: 1, Start: t0}, 2 * time.Second, time.Minute},
+		{"server without start", callinfo.Info{Side: callinfo.Server, Attempt: 1}, 0, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMetrics(t, metrics.Config{NoRuntimeMetrics: true})
+			mw, name := m.Server(), "sluice_server_handling_seconds"
+			if tc.info.Side == callinfo.Client {
+				mw, name = m.Client(), "sluice_client_request_seconds"
+			}
+			ctx := &callinfo.Carrier{Context: context.Background(), Info: tc.info}
+			ctx.Info.Service, ctx.Info.Method = "svc", "M"
+			mw(okEndpoint)(ctx, nil, &endpoint.Reply{})
+			got := time.Duration(histogramSum(t, m.Gatherer(), name) * float64(time.Second))
+			if got < tc.min-time.Millisecond || got > tc.max+time.Millisecond {
+				t.Errorf("latency %v, want %v to %v", got, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// histogramSum returns the sum of the one histogram series named name.
+func histogramSum(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) == 1 {
+			return mf.Metric[0].Histogram.GetSampleSum()
+		}
+	}
+	t.Fatalf("no single %s series", name)
+	return 0
+}
+
 // TestServerSent: the size of a reply, known after the middlewares,
 // counts under its method.
 func TestServerSent(t *testing.T) {
 	m := newMetrics(t, metrics.Config{NoRuntimeMetrics: true})
 	m.ServerSent(&callinfo.Info{Service: "svc", Method: "M", SentBytes: 42})
+	m.ServerSent(&callinfo.Info{Service: "svc", Method: "N", SentBytes: 7}) // another method
 	m.ServerSent(&callinfo.Info{Service: "svc", Method: "M", SentBytes: 8})
 	m.ServerSent(&callinfo.Info{Service: "svc", Method: "M"}) // nothing sent: no-op
 	m.ServerSent(nil)
 	if v := value(t, m.Gatherer(), "sluice_server_sent_bytes_total", lbl("service", "svc", "method", "M")); v != 50 {
 		t.Errorf("sent bytes = %v, want 50", v)
+	}
+	if v := value(t, m.Gatherer(), "sluice_server_sent_bytes_total", lbl("service", "svc", "method", "N")); v != 7 {
+		t.Errorf("sent bytes of N = %v, want 7", v)
 	}
 	var nilM *metrics.Metrics
 	nilM.ServerSent(&callinfo.Info{SentBytes: 1})
@@ -687,5 +750,105 @@ func TestMaxPeersConcurrent(t *testing.T) {
 	}
 	if peers != 11 || total != 400 || other != 390 {
 		t.Errorf("%d peer series, %v calls, %v under other; want 11, 400, 390", peers, total, other)
+	}
+}
+
+// TestConcurrentCounts: calls on many goroutines, to more peers than the
+// per-core shards keep, with several codes, add up exactly, and a scrape
+// in the middle sees between none and one call in flight per goroutine.
+func TestConcurrentCounts(t *testing.T) {
+	m := newMetrics(t, metrics.Config{NoRuntimeMetrics: true})
+	notFound := status.Err(codes.NotFound, "x")
+	ep := m.Client()(func(_ context.Context, _, _ any) error { return nil })
+	failing := m.Client()(func(_ context.Context, _, _ any) error { return notFound })
+	const goroutines, calls, peers = 8, 300, 12
+	stop := make(chan struct{})
+	scraped := make(chan error, 1)
+	go func() {
+		defer close(scraped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			mfs, err := m.Gatherer().Gather()
+			if err != nil {
+				scraped <- err
+				return
+			}
+			for _, mf := range mfs {
+				if mf.GetName() != "sluice_client_in_flight_requests" {
+					continue
+				}
+				if v := mf.Metric[0].Gauge.GetValue(); v < 0 || v > goroutines {
+					scraped <- fmt.Errorf("in flight %v", v)
+					return
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range calls {
+				ctx := &callinfo.Carrier{Context: context.Background()}
+				ctx.Info = callinfo.Info{Side: callinfo.Client, Service: "svc", Method: "M", Attempt: 1,
+					Peer: fmt.Sprintf("10.0.0.%d:1", (g+i)%peers), SentBytes: 3, ReceivedBytes: 5}
+				if i%3 == 0 {
+					failing(ctx, nil, nil)
+				} else {
+					ep(ctx, nil, nil)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-scraped; err != nil {
+		t.Error(err)
+	}
+	const total = goroutines * calls
+	want := map[string]float64{}
+	for g := range goroutines {
+		for i := range calls {
+			code := "OK"
+			if i%3 == 0 {
+				code = "NOT_FOUND"
+			}
+			want[fmt.Sprintf("10.0.0.%d:1/%s", (g+i)%peers, code)]++
+		}
+	}
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "sluice_client_requests_total":
+			for _, s := range mf.Metric {
+				l := map[string]string{}
+				for _, lp := range s.Label {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				got[l["peer"]+"/"+l["code"]] = s.Counter.GetValue()
+			}
+		case "sluice_client_request_seconds":
+			if n := mf.Metric[0].Histogram.GetSampleCount(); n != total {
+				t.Errorf("latency count %d, want %d", n, total)
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("requests %v, want %v", got, want)
+	}
+	for name, per := range map[string]float64{"sluice_client_sent_bytes_total": 3, "sluice_client_received_bytes_total": 5} {
+		if v := value(t, m.Gatherer(), name, nil); v != per*total {
+			t.Errorf("%s = %v, want %v", name, v, per*total)
+		}
+	}
+	if v := value(t, m.Gatherer(), "sluice_client_in_flight_requests", nil); v != 0 {
+		t.Errorf("in flight %v after the calls, want 0", v)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/client"
@@ -13,6 +14,7 @@ import (
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/observe/metrics"
 	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/server"
 	"github.com/sluicerpc/sluice/status"
@@ -60,6 +62,12 @@ var designs = []design{
 			sdktrace.WithSpanProcessor(errorsOnly{sdktrace.NewBatchSpanProcessor(tracetest.NewNoopExporter())}),
 		)
 		return newTracing(tb, tp, nil, trace.Config{TracerProvider: tp, DisableErrorCapture: true})
+	}},
+	// Every span sampled, none exported: what a sampled call costs in
+	// the SDK itself (rpcbench's sluice+observability row has no exporter).
+	{"sluice-100%-no-exporter", func(tb testing.TB) *trace.Tracing {
+		tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: 1}})
+		return newTracing(tb, tp, err, trace.Config{TracerProvider: tp})
 	}},
 	{"sluice-100%", func(tb testing.TB) *trace.Tracing {
 		tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: 1}, Exporter: tracetest.NewNoopExporter()})
@@ -116,11 +124,46 @@ func BenchmarkMiddleware(b *testing.B) {
 	}
 }
 
-func benchMiddleware(b *testing.B, d design, fail bool) {
+// BenchmarkObservability is BenchmarkMiddleware with rpcbench's
+// sluice+observability set: metrics and tracing (1%, no exporter), both
+// sides, as server.WithMetrics and client.WithMetrics place them.
+func BenchmarkObservability(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "metrics+trace"}[on], func(b *testing.B) {
+			d := design{name: "off"}
+			var cm, sm []endpoint.Middleware
+			if on {
+				d.build = func(tb testing.TB) *trace.Tracing {
+					tp, err := trace.NewProvider(trace.ProviderConfig{})
+					return newTracing(tb, tp, err, trace.Config{TracerProvider: tp})
+				}
+				for _, mw := range []*[]endpoint.Middleware{&cm, &sm} {
+					m, err := metrics.New(metrics.Config{NoRuntimeMetrics: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if mw == &cm {
+						*mw = []endpoint.Middleware{m.Client()}
+					} else {
+						*mw = []endpoint.Middleware{m.Server()}
+					}
+				}
+			}
+			benchMiddleware(b, d, false, cm, sm)
+		})
+	}
+}
+
+// benchMiddleware runs d's middlewares after outerClient on the client
+// and after outerServer on the server.
+func benchMiddleware(b *testing.B, d design, fail bool, outer ...[]endpoint.Middleware) {
 	var cmw, smw []endpoint.Middleware
+	if len(outer) == 2 {
+		cmw, smw = outer[0], outer[1]
+	}
 	if d.build != nil {
 		tr := d.build(b)
-		cmw, smw = []endpoint.Middleware{tr.Client()}, []endpoint.Middleware{tr.Server()}
+		cmw, smw = append(cmw, tr.Client()), append(smw, tr.Server())
 	}
 	unavailable := status.Err(codes.Unavailable, "bench: failing as asked")
 	handler := func(ctx context.Context, req, resp any) error {
@@ -134,16 +177,24 @@ func benchMiddleware(b *testing.B, d design, fail bool) {
 	var (
 		sc    callinfo.Carrier
 		reply endpoint.Reply
-		md    = metadata.MD{trace.TraceparentKey: {""}}
 	)
+	// The calls' start times, as the framework sets them on both sides
+	// (read once here: the clock is the framework's cost, not tracing's).
+	start := time.Now()
 	wire := func(ctx context.Context, req, resp any) error {
 		sc.Context = context.Background()
-		sc.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1}
+		sc.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1, Start: start}
 		var sctx context.Context = &sc
-		if tp, ok := metadata.OutgoingValue(ctx, trace.TraceparentKey); ok {
-			md[trace.TraceparentKey][0] = tp
-			sc.Info.Metadata = md
-			sctx = metadata.NewIncomingContext(sctx, md)
+		// What a transport sends: the call info's trace context, else
+		// the outgoing metadata's; and what the native server makes of it.
+		var tp string
+		if tc := callinfo.FromContext(ctx).Trace; tc != nil {
+			tp = tc.Traceparent
+		} else {
+			tp, _ = metadata.OutgoingValue(ctx, trace.TraceparentKey)
+		}
+		if tp != "" {
+			sctx = metadata.NewIncomingContextWithTrace(sctx, nil, tp, "")
 		}
 		return srv(sctx, req, &reply)
 	}
@@ -153,7 +204,7 @@ func benchMiddleware(b *testing.B, d design, fail bool) {
 	b.ReportAllocs()
 	for b.Loop() {
 		cc.Context = context.Background()
-		cc.Info = callinfo.Info{Side: callinfo.Client, Service: echoService, Method: "Echo", FullMethod: "/" + echoName, Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1}
+		cc.Info = callinfo.Info{Side: callinfo.Client, Service: echoService, Method: "Echo", FullMethod: "/" + echoName, Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1, Start: start}
 		if err := cli(&cc, req, nil); (err != nil) != fail {
 			b.Fatal(err)
 		}

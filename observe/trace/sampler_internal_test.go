@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicerpc/sluice/callinfo"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
 )
@@ -68,24 +70,42 @@ func TestUnsampledSpan(t *testing.T) {
 	}
 	saved := spanKey
 	defer func() { spanKey = saved }()
+	begins := map[string]func(*call, context.Context) context.Context{
+		"client": tr.beginClient,
+		"server": func(c *call, ctx context.Context) context.Context {
+			return tr.beginServer(c, ctx, new(atomic.Pointer[namedMethod]))
+		},
+	}
 	for _, key := range []any{saved, nil} {
 		spanKey = key
-		type k struct{}
-		parent := context.WithValue(context.Background(), k{}, "parent value")
-		ctx, span := tr.start(parent, oteltrace.SpanContext{}, "pkg.Svc/M", tr.clientOpts)
-		if span.IsRecording() || span.SpanContext().IsSampled() || !span.SpanContext().IsValid() {
-			t.Errorf("key %v: span recording %v, sampled %v, valid %v", key, span.IsRecording(), span.SpanContext().IsSampled(), span.SpanContext().IsValid())
+		for side, begin := range begins {
+			type k struct{}
+			parent := &callinfo.Carrier{Context: context.WithValue(context.Background(), k{}, "parent value")}
+			parent.Info = callinfo.Info{Service: "pkg.Svc", Method: "M", FullMethod: "/pkg.Svc/M", Attempt: 1, Start: time.Now()}
+			var c call
+			ctx := begin(&c, parent)
+			span := c.span
+			if span.IsRecording() || c.recording || span.SpanContext().IsSampled() || !span.SpanContext().IsValid() {
+				t.Errorf("key %v, %s: span recording %v, sampled %v, valid %v", key, side, span.IsRecording(), span.SpanContext().IsSampled(), span.SpanContext().IsValid())
+			}
+			if span.TracerProvider() != oteltrace.TracerProvider(tp) {
+				t.Errorf("key %v, %s: TracerProvider %T, want the Provider", key, side, span.TracerProvider())
+			}
+			if oteltrace.SpanFromContext(ctx) != span || !oteltrace.SpanContextFromContext(ctx).Equal(span.SpanContext()) {
+				t.Errorf("key %v, %s: span not found in its context", key, side)
+			}
+			if ctx.Value(k{}) != "parent value" {
+				t.Errorf("key %v, %s: the parent's values are lost", key, side)
+			}
+			sc := span.SpanContext()
+			if tc := parent.Info.Trace; side == "client" && (tc == nil || tc.Traceparent != formatTraceparent(&sc)) {
+				t.Errorf("key %v: call info's trace context %v, want the span's", key, tc)
+			}
+			var err error
+			c.returned = true
+			tr.finish(&c, &err)
+			span.End() // a no-op, as on any non-recording span
 		}
-		if span.TracerProvider() != oteltrace.TracerProvider(tp) {
-			t.Errorf("key %v: TracerProvider %T, want the Provider", key, span.TracerProvider())
-		}
-		if oteltrace.SpanFromContext(ctx) != span || !oteltrace.SpanContextFromContext(ctx).Equal(span.SpanContext()) {
-			t.Errorf("key %v: span not found in its context", key)
-		}
-		if ctx.Value(k{}) != "parent value" {
-			t.Errorf("key %v: the parent's values are lost", key)
-		}
-		span.End() // a no-op, as on any non-recording span
 	}
 }
 

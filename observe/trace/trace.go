@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
@@ -136,37 +137,15 @@ func New(cfg Config) (*Tracing, error) {
 // goes to the server in the request metadata.
 func (t *Tracing) Client() endpoint.Middleware {
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
-		return func(ctx context.Context, req, resp any) error {
-			info := callinfo.FromContext(ctx)
-			if info == nil {
+		return func(ctx context.Context, req, resp any) (err error) {
+			var c call
+			sctx := t.beginClient(&c, ctx)
+			if sctx == nil {
 				return next(ctx, req, resp)
 			}
-			start := info.Start
-			if info.Attempt > 1 || start.IsZero() {
-				start = now()
-			}
-			name := t.spanName(info)
-			var (
-				sctx context.Context
-				span oteltrace.Span
-			)
-			if t.sampler != nil {
-				sctx, span = t.start(ctx, oteltrace.SpanContextFromContext(ctx), name, t.clientOpts)
-			} else {
-				sctx, span = t.tracer.Start(ctx, name, t.clientOpts...)
-			}
-			if sc := span.SpanContext(); sc.IsValid() {
-				sctx = t.inject(sctx, sc)
-			}
-			done := false
-			defer func() {
-				if !done { // a panic or Goexit went through
-					t.end(ctx, oteltrace.SpanContext{}, span, info, start, oteltrace.SpanKindClient, errPanic)
-				}
-			}()
-			err := next(sctx, req, resp)
-			done = true
-			t.end(ctx, oteltrace.SpanContext{}, span, info, start, oteltrace.SpanKindClient, err)
+			defer t.finish(&c, &err) // on a panic too
+			err = next(sctx, req, resp)
+			c.returned = true
 			return err
 		}
 	}
@@ -178,50 +157,163 @@ func (t *Tracing) Client() endpoint.Middleware {
 // that they and the handler see it.
 func (t *Tracing) Server() endpoint.Middleware {
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
-		return func(ctx context.Context, req, resp any) error {
-			info := callinfo.FromContext(ctx)
-			if info == nil {
+		// A server builds one chain per method: its span name is the
+		// first call's. (Other methods look theirs up.)
+		var first atomic.Pointer[namedMethod]
+		return func(ctx context.Context, req, resp any) (err error) {
+			var c call
+			sctx := t.beginServer(&c, ctx, &first)
+			if sctx == nil {
 				return next(ctx, req, resp)
 			}
-			start := info.Start
-			if start.IsZero() {
-				start = now()
-			}
-			name := t.spanName(info)
-			base, remote := t.extract(ctx)
-			var (
-				sctx context.Context
-				span oteltrace.Span
-			)
-			if t.sampler != nil {
-				sctx, span = t.start(base, remote, name, t.serverOpts)
-			} else {
-				sctx, span = t.tracer.Start(t.withRemote(base, remote), name, t.serverOpts...)
-			}
-			done := false
-			defer func() {
-				if !done {
-					t.end(base, remote, span, info, start, oteltrace.SpanKindServer, errPanic)
-				}
-			}()
-			err := next(sctx, req, resp)
-			done = true
-			t.end(base, remote, span, info, start, oteltrace.SpanKindServer, err)
+			defer t.finish(&c, &err) // on a panic too
+			err = next(sctx, req, resp)
+			c.returned = true
 			return err
 		}
 	}
 }
 
+// call is a traced call in progress: what its middleware keeps, on its
+// stack, across the call. The middlewares' own frames stay small on
+// purpose: while a call waits for its reply, its goroutine's stack holds
+// them, and the garbage collector decodes every frame of every waiting
+// stack on each cycle, at a cost that grows with the function's size.
+type call struct {
+	kind      oteltrace.SpanKind
+	info      *callinfo.Info
+	start     time.Time
+	span      oteltrace.Span
+	recording bool // span's, asked as it started, while in the cache
+	// parent is the context span was started in (on the server, without
+	// the caller's span context, which extract finds there again): where
+	// an error-capture span starts too.
+	parent context.Context
+	// prev is the call info's trace context before the client span's,
+	// put back when the call returns.
+	prev     *callinfo.TraceContext
+	returned bool // false in finish: a panic or Goexit went through
+}
+
+// beginClient starts the client span of the call of ctx, records it in
+// c and returns the context for the rest of the chain; nil when ctx has
+// no call info (the call then goes on untraced).
+func (t *Tracing) beginClient(c *call, ctx context.Context) context.Context {
+	info := callinfo.FromContext(ctx)
+	if info == nil {
+		return nil
+	}
+	start := info.Start
+	if info.Attempt > 1 || start.IsZero() {
+		start = now()
+	}
+	name := t.spanName(info)
+	// Field by field: c is on the caller's stack, and a composite
+	// literal would be built aside and copied with write barriers.
+	c.kind, c.info, c.start, c.parent, c.prev = oteltrace.SpanKindClient, info, start, ctx, info.Trace
+	var (
+		sctx context.Context
+		span oteltrace.Span
+	)
+	if t.sampler != nil {
+		parent := oteltrace.SpanContextFromContext(ctx)
+		sc, sampled := t.sampler.decide(parent, name)
+		if !sampled && spanKey != nil {
+			// The common case, a span the sampler drops: it, its
+			// context and the traceparent the transports send (see
+			// callinfo.Info.Trace) in one allocation, without the
+			// SpanContext copies of the general path.
+			s := &clientSpanCtx{}
+			s.Context, s.span.Span, s.span.sc, s.span.t = ctx, noopSpan, sc, t
+			putTraceparent(&s.traceparent, &s.span.sc)
+			// The bytes do not change again: the string may share them.
+			s.trace.Traceparent = unsafe.String(&s.traceparent[0], len(s.traceparent))
+			s.trace.Tracestate = s.span.sc.TraceState().String()
+			info.Trace = &s.trace
+			c.span = &s.span
+			return s
+		}
+		sctx, span = t.started(ctx, parent, name, t.clientOpts, sc, sampled)
+	} else {
+		sctx, span = t.tracer.Start(ctx, name, t.clientOpts...)
+	}
+	c.span, c.recording = span, span.IsRecording()
+	// The transports send the trace context in the call info
+	// (callinfo.Info.Trace); finish puts the earlier one back.
+	if sc := span.SpanContext(); sc.IsValid() {
+		sctx = t.inject(sctx, info, sc)
+	}
+	return sctx
+}
+
+// beginServer starts the server span of the call of ctx, continuing the
+// trace its metadata carries, records it in c and returns the context
+// for the rest of the chain; nil when ctx has no call info. first caches
+// the span name of the chain's method.
+func (t *Tracing) beginServer(c *call, ctx context.Context, first *atomic.Pointer[namedMethod]) context.Context {
+	info := callinfo.FromContext(ctx)
+	if info == nil {
+		return nil
+	}
+	start := info.Start
+	if start.IsZero() {
+		start = now()
+	}
+	var name string
+	if n := first.Load(); n != nil && n.service == info.Service && n.method == info.Method {
+		name = n.name
+	} else {
+		name = t.spanName(info)
+		first.CompareAndSwap(nil, &namedMethod{methodKey{info.Service, info.Method}, name})
+	}
+	base, remote := t.extract(ctx)
+	c.kind, c.info, c.start, c.parent = oteltrace.SpanKindServer, info, start, base
+	var (
+		sctx context.Context
+		span oteltrace.Span
+	)
+	if t.sampler != nil {
+		sc, sampled := t.sampler.decide(remote, name)
+		if !sampled && spanKey != nil {
+			// The common case, a span the sampler drops: it and its
+			// context in one allocation.
+			s := &spanCtx{}
+			s.Context, s.span.Span, s.span.sc, s.span.t = base, noopSpan, sc, t
+			c.span = &s.span
+			return s
+		}
+		sctx, span = t.started(base, remote, name, t.serverOpts, sc, sampled)
+	} else {
+		sctx, span = t.tracer.Start(t.withRemote(base, remote), name, t.serverOpts...)
+	}
+	c.span, c.recording = span, span.IsRecording()
+	return sctx
+}
+
+// finish ends the span of c, whose call returned *err, or panicked.
+func (t *Tracing) finish(c *call, err *error) {
+	e := errPanic
+	if c.returned {
+		e = *err
+	}
+	if c.kind == oteltrace.SpanKindClient {
+		c.info.Trace = c.prev
+	}
+	t.end(c.parent, c.span, c.recording, c.info, c.start, c.kind, e)
+}
+
 var errPanic = status.Err(codes.Internal, "trace: the call panicked")
 
-// start is the fast path, taken when the provider is a *Provider: the
-// sampler decides first, and a span it drops never enters the SDK. parent
-// is the parent span context: ctx's span on the client, the remote one on
-// the server (not yet in ctx, which saves its context on the common path).
-func (t *Tracing) start(ctx context.Context, parent oteltrace.SpanContext, name string, opts []oteltrace.SpanStartOption) (context.Context, oteltrace.Span) {
-	sc, sampled := t.sampler.decide(parent, name)
+// started makes the span the sampler decided on, sc, sampled or not: the
+// fast path, taken when the provider is a *Provider, where the sampler
+// decides first and a span it drops never enters the SDK. parent is the
+// parent span context: ctx's span on the client, the remote one on the
+// server (not yet in ctx, which saves its context on the common path).
+// beginClient and beginServer make a dropped span themselves; this is
+// for the rest.
+func (t *Tracing) started(ctx context.Context, parent oteltrace.SpanContext, name string, opts []oteltrace.SpanStartOption, sc oteltrace.SpanContext, sampled bool) (context.Context, oteltrace.Span) {
 	if !sampled {
-		c := &spanCtx{Context: ctx, span: unsampledSpan{sc: sc, tp: t.tp}}
+		c := &spanCtx{Context: ctx, span: unsampledSpan{Span: noopSpan, sc: sc, t: t}}
 		if spanKey == nil {
 			return oteltrace.ContextWithSpan(ctx, &c.span), &c.span
 		}
@@ -233,17 +325,31 @@ func (t *Tracing) start(ctx context.Context, parent oteltrace.SpanContext, name 
 	return t.tracer.Start(&presetContext{Context: ctx, sc: sc}, name, opts...)
 }
 
-// unsampledSpan is the span of a call the sampler dropped on the fast
-// path: what the SDK's non-recording span is, with the ids the sampler
-// drew, and the provider for code that asks a span for one.
-type unsampledSpan struct {
-	noop.Span
-	sc oteltrace.SpanContext
-	tp oteltrace.TracerProvider
+// clientSpanCtx is the spanCtx of a client call, with the trace context
+// the transports send (callinfo.Info.Trace): made with the span, in the
+// same allocation.
+type clientSpanCtx struct {
+	spanCtx
+	trace       callinfo.TraceContext
+	traceparent [traceparentLen]byte // trace.Traceparent's bytes
 }
 
+// unsampledSpan is the span of a call the sampler dropped on the fast
+// path: what the SDK's non-recording span is, with the ids the sampler
+// drew, and the provider for code that asks a span for one. The no-op
+// methods are one shared noop.Span's, which keeps the span small (a
+// noop.Span holds a span context of its own).
+type unsampledSpan struct {
+	*noop.Span
+	sc oteltrace.SpanContext
+	t  *Tracing
+}
+
+// noopSpan answers every method unsampledSpan does not.
+var noopSpan = &noop.Span{}
+
 func (s *unsampledSpan) SpanContext() oteltrace.SpanContext       { return s.sc }
-func (s *unsampledSpan) TracerProvider() oteltrace.TracerProvider { return s.tp }
+func (s *unsampledSpan) TracerProvider() oteltrace.TracerProvider { return s.t.tp }
 
 // spanCtx is a context holding an unsampled span, context and span in
 // one allocation where oteltrace.ContextWithSpan takes two: the fast path
@@ -271,7 +377,7 @@ func probeSpanKey() any {
 	if p.key == nil {
 		return nil
 	}
-	want := &unsampledSpan{sc: oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: oteltrace.TraceID{1}, SpanID: oteltrace.SpanID{1}})}
+	want := &unsampledSpan{Span: noopSpan, sc: oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: oteltrace.TraceID{1}, SpanID: oteltrace.SpanID{1}})}
 	ctx := context.Context(&keyAnswer{Context: context.Background(), key: p.key, span: want})
 	if oteltrace.SpanFromContext(ctx) != oteltrace.Span(want) || !oteltrace.SpanContextFromContext(ctx).Equal(want.sc) {
 		return nil
@@ -306,8 +412,13 @@ func (a *keyAnswer) Value(k any) any {
 	return a.Context.Value(k)
 }
 
-// inject puts sc into the outgoing metadata of ctx.
-func (t *Tracing) inject(ctx context.Context, sc oteltrace.SpanContext) context.Context {
+// inject sends sc with the call: with the built-in W3C propagator in
+// info.Trace, which every transport sends in place
+// of a trace context the outgoing metadata of ctx may hold (a proxy that
+// forwards its incoming metadata has its caller's there: ours must
+// replace it, not follow it); with a generic propagator in the outgoing
+// metadata of the context it returns.
+func (t *Tracing) inject(ctx context.Context, info *callinfo.Info, sc oteltrace.SpanContext) context.Context {
 	if t.prop != nil {
 		var c pairs
 		t.prop.Inject(ctx, &c)
@@ -316,17 +427,8 @@ func (t *Tracing) inject(ctx context.Context, sc oteltrace.SpanContext) context.
 		}
 		return replaceOutgoing(ctx, c)
 	}
-	tp := formatTraceparent(sc)
-	ts := sc.TraceState()
-	// A caller that forwards incoming metadata (a proxy, say) may have put
-	// its caller's traceparent there; ours must replace it, not follow it.
-	if _, ok := metadata.OutgoingValue(ctx, TraceparentKey); ok {
-		return replaceOutgoing(ctx, pairs{TraceparentKey, tp, TracestateKey, ts.String()})
-	}
-	if ts.Len() > 0 {
-		return metadata.AppendToOutgoing(ctx, TraceparentKey, tp, TracestateKey, ts.String())
-	}
-	return metadata.AppendToOutgoing(ctx, TraceparentKey, tp)
+	info.Trace = &callinfo.TraceContext{Traceparent: formatTraceparent(&sc), Tracestate: sc.TraceState().String()}
+	return ctx
 }
 
 // replaceOutgoing sets the pairs in the outgoing metadata of ctx,
@@ -353,20 +455,24 @@ func replaceOutgoing(ctx context.Context, p pairs) context.Context {
 // returns its own context, which holds the span context (and whatever
 // else it carries, baggage say).
 func (t *Tracing) extract(ctx context.Context) (context.Context, oteltrace.SpanContext) {
-	md, ok := metadata.FromIncoming(ctx)
-	if !ok {
-		return ctx, oteltrace.SpanContext{}
-	}
 	if t.prop != nil {
+		md, ok := metadata.FromIncoming(ctx)
+		if !ok {
+			return ctx, oteltrace.SpanContext{}
+		}
 		ctx = t.prop.Extract(ctx, mdCarrier(md))
 		return ctx, oteltrace.SpanContextFromContext(ctx)
 	}
-	tid, sid, flags, err := parseTraceparent(md.Value(TraceparentKey))
+	tp, ok := metadata.IncomingValue(ctx, TraceparentKey)
+	if !ok {
+		return ctx, oteltrace.SpanContext{}
+	}
+	tid, sid, flags, err := parseTraceparent(tp)
 	if err != nil {
 		return ctx, oteltrace.SpanContext{}
 	}
 	scc := oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true}
-	if ts := md.Value(TracestateKey); ts != "" {
+	if ts, _ := metadata.IncomingValue(ctx, TracestateKey); ts != "" {
 		// A malformed tracestate must not cost the traceparent (W3C).
 		scc.TraceState, _ = oteltrace.ParseTraceState(ts)
 	}
@@ -382,12 +488,18 @@ func (t *Tracing) withRemote(base context.Context, remote oteltrace.SpanContext)
 	return oteltrace.ContextWithRemoteSpanContext(base, remote)
 }
 
-// end finishes span. parent (with remote, on the server) is the context
-// span was started in; an error-capture span starts there too.
-func (t *Tracing) end(parent context.Context, remote oteltrace.SpanContext, span oteltrace.Span, info *callinfo.Info, start time.Time, kind oteltrace.SpanKind, err error) {
+// end finishes span, which was recording or not when it started (asked
+// then, so that the common case, a call that succeeds on a span the
+// sampler dropped, does not touch the span again). parent is the context
+// span was started in; an error-capture span starts there too (on the
+// server, under the caller's span context found there again).
+func (t *Tracing) end(parent context.Context, span oteltrace.Span, recording bool, info *callinfo.Info, start time.Time, kind oteltrace.SpanKind, err error) {
+	if !recording && err == nil {
+		return
+	}
 	code := status.Code(err)
 	failed := err != nil && (kind == oteltrace.SpanKindClient || serverFault(code))
-	if !span.IsRecording() {
+	if !recording {
 		if !failed || !t.capture {
 			return
 		}
@@ -398,7 +510,13 @@ func (t *Tracing) end(parent context.Context, remote oteltrace.SpanContext, span
 		// Error capture: replay the span, sampled this time, with the ids
 		// the downstream services already know it by.
 		opts := [...]oteltrace.SpanStartOption{oteltrace.WithSpanKind(kind), oteltrace.WithTimestamp(start)}
-		pctx := &presetContext{Context: t.withRemote(parent, remote), sc: sc, capture: true}
+		if kind == oteltrace.SpanKindServer {
+			// The server span's parent: the caller's span context.
+			var remote oteltrace.SpanContext
+			parent, remote = t.extract(parent)
+			parent = t.withRemote(parent, remote)
+		}
+		pctx := &presetContext{Context: parent, sc: sc, capture: true}
 		_, span = t.tracer.Start(pctx, t.spanName(info), opts[:]...)
 		if !span.IsRecording() { // not our sampler
 			return
@@ -467,6 +585,12 @@ type names struct {
 }
 
 type methodKey struct{ service, method string }
+
+// namedMethod is a method with its span name.
+type namedMethod struct {
+	methodKey
+	name string
+}
 
 // maxNames bounds the cache against a client that invents method names.
 const maxNames = 4096

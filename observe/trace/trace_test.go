@@ -3,11 +3,14 @@ package trace_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
@@ -454,16 +457,73 @@ func TestGenericPropagator(t *testing.T) {
 // span's.
 func TestForwardedTraceparent(t *testing.T) {
 	paths(t, func(t *testing.T, sdkPath bool) {
-		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, sdkPath: sdkPath})
-		stale := "00-11111111111111111111111111111111-2222222222222222-01"
-		ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs(trace.TraceparentKey, stale, "x-keep", "yes"))
-		resp, err := r.echo.Echo(ctx, &echopb.EchoRequest{Message: "hi"})
-		if err != nil {
-			t.Fatal(err)
+		for _, p := range []client.Protocol{client.Native, client.GRPC, client.Connect} {
+			r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, sdkPath: sdkPath, protocol: p})
+			stale := "00-11111111111111111111111111111111-2222222222222222-01"
+			ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs(trace.TraceparentKey, stale, trace.TracestateKey, "stale=1", "x-keep", "yes"))
+			resp, err := r.echo.Echo(ctx, &echopb.EchoRequest{Message: "hi"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs, ss := r.spans(t)
+			if ss.Parent.SpanID() != cs.SpanContext.SpanID() || resp.ServedBy == stale {
+				t.Errorf("%v: server got %q, parent %v; want the client span %v", p, resp.ServedBy, ss.Parent.SpanID(), cs.SpanContext.SpanID())
+			}
+			if ss.Parent.TraceState().Len() != 0 {
+				t.Errorf("%v: server got the stale tracestate %v", p, ss.Parent.TraceState())
+			}
 		}
-		cs, ss := r.spans(t)
-		if ss.Parent.SpanID() != cs.SpanContext.SpanID() || resp.ServedBy == stale {
-			t.Errorf("server got %q, parent %v; want the client span %v", resp.ServedBy, ss.Parent.SpanID(), cs.SpanContext.SpanID())
+	})
+}
+
+// TestClientTraceContext: the client middleware hands the span's trace
+// context to the transports in the call info, not in the outgoing
+// metadata, and puts back what the call info had when the call returns.
+func TestClientTraceContext(t *testing.T) {
+	paths(t, func(t *testing.T, sdkPath bool) {
+		for _, ratio := range []float64{1, -1} {
+			tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: ratio}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tp.Shutdown(context.Background())
+			cfg := trace.Config{TracerProvider: tp}
+			if sdkPath {
+				cfg.TracerProvider = sdkOnly{tp}
+			}
+			tr, err := trace.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sent, sentCopy string
+			inner := func(ctx context.Context, req, resp any) error {
+				tc := callinfo.FromContext(ctx).Trace
+				if tc == nil {
+					return errors.New("no trace context in the call info")
+				}
+				sc := oteltrace.SpanContextFromContext(ctx)
+				want := fmt.Sprintf("00-%s-%s-%s", sc.TraceID(), sc.SpanID(), sc.TraceFlags())
+				if tc.Traceparent != want {
+					return fmt.Errorf("traceparent %q, want the span's %q", tc.Traceparent, want)
+				}
+				if _, ok := metadata.OutgoingValue(ctx, trace.TraceparentKey); ok {
+					return errors.New("traceparent in the outgoing metadata too")
+				}
+				sent, sentCopy = tc.Traceparent, strings.Clone(tc.Traceparent)
+				return nil
+			}
+			prev := &callinfo.TraceContext{Traceparent: "earlier"}
+			c := &callinfo.Carrier{Context: context.Background()}
+			c.Info = callinfo.Info{Side: callinfo.Client, Service: "pkg.Svc", Method: "M", FullMethod: "/pkg.Svc/M", Attempt: 1, Start: time.Now(), Trace: prev}
+			if err := tr.Client()(inner)(c, nil, nil); err != nil {
+				t.Fatalf("ratio %v: %v", ratio, err)
+			}
+			if c.Info.Trace != prev {
+				t.Errorf("ratio %v: call info's trace context %v after the call, want the earlier one back", ratio, c.Info.Trace)
+			}
+			if sent != sentCopy {
+				t.Errorf("ratio %v: sent traceparent %q became %q after the call", ratio, sentCopy, sent)
+			}
 		}
 	})
 }

@@ -14,8 +14,8 @@ import (
 
 // The W3C Trace Context metadata keys.
 const (
-	TraceparentKey = "traceparent"
-	TracestateKey  = "tracestate"
+	TraceparentKey = metadata.KeyTraceparent
+	TracestateKey  = metadata.KeyTracestate
 )
 
 // The reasons parseTraceparent gives for a malformed traceparent. They
@@ -81,10 +81,19 @@ var hexValue = func() (t [256]byte) {
 
 const hexDigits = "0123456789abcdef"
 
+// traceparentLen is the length of a version 00 traceparent.
+const traceparentLen = 55
+
 // formatTraceparent formats sc as a version 00 traceparent, as
 // propagation.TraceContext does: one allocation, the string.
-func formatTraceparent(sc oteltrace.SpanContext) string {
-	var b [55]byte
+func formatTraceparent(sc *oteltrace.SpanContext) string {
+	var b [traceparentLen]byte
+	putTraceparent(&b, sc)
+	return string(b[:])
+}
+
+// putTraceparent writes sc into b as a version 00 traceparent.
+func putTraceparent(b *[traceparentLen]byte, sc *oteltrace.SpanContext) {
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b[0], b[1], b[2] = '0', '0', '-'
 	putHex(b[3:35], tid[:])
@@ -92,15 +101,23 @@ func formatTraceparent(sc oteltrace.SpanContext) string {
 	putHex(b[36:52], sid[:])
 	b[52] = '-'
 	putHex(b[53:55], []byte{byte(sc.TraceFlags() & (oteltrace.FlagsSampled | oteltrace.FlagsRandom))})
-	return string(b[:])
 }
 
 func putHex(dst, src []byte) {
+	_ = dst[2*len(src)-1]
 	for i, c := range src {
-		dst[2*i] = hexDigits[c>>4]
-		dst[2*i+1] = hexDigits[c&0xf]
+		p := &hexPairs[c]
+		dst[2*i], dst[2*i+1] = p[0], p[1]
 	}
 }
+
+// hexPairs maps a byte to its two lower-case hex digits.
+var hexPairs = func() (t [256][2]byte) {
+	for i := range t {
+		t[i] = [2]byte{hexDigits[i>>4], hexDigits[i&0xf]}
+	}
+	return t
+}()
 
 // RequireContext returns a server middleware that rejects, with
 // InvalidArgument, a call that carries no valid W3C traceparent in its
@@ -116,8 +133,7 @@ func putHex(dst, src []byte) {
 func RequireContext() endpoint.Middleware {
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req, resp any) error {
-			md, _ := metadata.FromIncoming(ctx)
-			tp := md.Value(TraceparentKey)
+			tp, _ := metadata.IncomingValue(ctx, TraceparentKey)
 			if tp == "" {
 				return status.Errorf(codes.InvalidArgument, "trace: %s carries no traceparent metadata; this server requires W3C trace context on every call", callName(ctx))
 			}

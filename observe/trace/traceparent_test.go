@@ -76,8 +76,29 @@ func FuzzTraceparent(f *testing.F) {
 		sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags})
 		injected := propagation.MapCarrier{}
 		propagation.TraceContext{}.Inject(oteltrace.ContextWithSpanContext(context.Background(), sc), injected)
-		if got := formatTraceparent(sc); got != injected[TraceparentKey] {
+		if got := formatTraceparent(&sc); got != injected[TraceparentKey] {
 			t.Fatalf("format %q, TraceContext injects %q", got, injected[TraceparentKey])
+		}
+	})
+}
+
+// BenchmarkTraceparent prices what every traced call pays: the client
+// formats a traceparent, the server parses it.
+func BenchmarkTraceparent(b *testing.B) {
+	const h = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	b.Run("parse", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, _, err := parseTraceparent(h); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("format", func(b *testing.B) {
+		tid, sid, flags, _ := parseTraceparent(h)
+		sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags})
+		var buf [traceparentLen]byte
+		for b.Loop() {
+			putTraceparent(&buf, &sc)
 		}
 	})
 }

@@ -165,8 +165,17 @@ func (c *Client) Call(ctx context.Context, info *callinfo.Info, req, resp any) e
 		return status.Errorf(codes.Internal, "connect: %s.%s: %v", info.Service, info.Method, err)
 	}
 	h := hr.Header
-	a := headerAdder{h: h}
+	tc := info.Trace
+	a := headerAdder{h: h, noTrace: tc != nil && tc.Traceparent != ""}
 	metadata.RangeOutgoing(ctx, &a)
+	if a.noTrace {
+		// The call's own trace context, in place of any the metadata had.
+		a.noTrace = false
+		a.AddString(metadata.KeyTraceparent, tc.Traceparent)
+		if tc.Tracestate != "" {
+			a.AddString(metadata.KeyTracestate, tc.Tracestate)
+		}
+	}
 	if a.err != nil {
 		return status.Errorf(codes.Internal, "connect: %s.%s: %v", info.Service, info.Method, a.err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/metadata"
 )
 
@@ -191,13 +192,18 @@ func SetHeaders(h http.Header, md metadata.MD) error {
 }
 
 // headerAdder writes outgoing metadata (metadata.RangeOutgoing) into a
-// request's headers, keeping the first failure.
+// request's headers, keeping the first failure. With noTrace it leaves
+// out the W3C trace context keys, which the call's info replaces.
 type headerAdder struct {
-	h   http.Header
-	err error
+	h       http.Header
+	err     error
+	noTrace bool
 }
 
 func (a *headerAdder) AddString(k, v string) {
+	if a.noTrace && transport.IsTraceKey(k) {
+		return
+	}
 	if err := AddHeader(a.h, k, v); err != nil && a.err == nil {
 		a.err = err
 	}
