@@ -86,6 +86,11 @@ type Info struct {
 	// handler adds to it through server.SetResponseMetadata; on the client
 	// the transport fills it from the reply.
 	ResponseMetadata metadata.MD
+	// Rule, Route and Subset say which RouteRule, which of its routes and
+	// which subset of instances the client routed the call by
+	// (client.WithRoutes); empty without route rules or when no route
+	// matched. Client side only.
+	Rule, Route, Subset string
 	// SentBytes and ReceivedBytes are the sizes of the encoded messages
 	// this side sent and received, as carried on the wire without the
 	// protocol's framing and headers: on the client the request and the

@@ -217,6 +217,7 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 	p := *pp
 	if r := c.router; r != nil {
 		d := r.decide(ctx, info)
+		info.Rule, info.Route, info.Subset = d.Rule, d.Route, d.Subset.Name
 		if d.Delay > 0 {
 			if err := sleep(ctx, d.Delay); err != nil {
 				return transport.ContextError(ctx, info)

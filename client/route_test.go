@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/discovery/static"
+	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/examples/echo/echotest"
@@ -268,8 +270,24 @@ func TestClientFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := routedClient(t, tb, client.Native, v1)
+	var seen callinfo.Info
+	c, err := client.New("chain", client.WithResolver(static.Of(v1)), client.WithRoutes(tb),
+		client.WithMiddleware(func(next endpoint.Endpoint) endpoint.Endpoint {
+			return func(ctx context.Context, req, resp any) error {
+				err := next(ctx, req, resp)
+				seen = *callinfo.FromContext(ctx)
+				return err
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl := echopb.NewEchoServiceClient(c)
 	_, err = cl.Echo(metadata.AppendToOutgoing(context.Background(), "x-chaos", "1"), &echopb.EchoRequest{Message: "x"})
+	if seen.Rule != "echo" || seen.Route != "chaos" {
+		t.Errorf("call info rule %q route %q, want echo, chaos", seen.Rule, seen.Route)
+	}
 	if status.Code(err) != codes.Unavailable || !errors.Is(err, route.ErrInjected) {
 		t.Fatalf("chaos call: %v, want an injected Unavailable", err)
 	}
