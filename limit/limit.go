@@ -230,12 +230,23 @@ func sameShed(a, b ShedConfig) bool {
 // shedder. A token taken from an earlier bucket is not given back when a
 // later limit turns the call away.
 func (l *Limiter) Admit(service, method, caller string) (done Done, retryAfter time.Duration, err error) {
+	return l.admit(service, method, caller, time.Time{})
+}
+
+// admit is Admit at start, the call's arrival as the server read it, when
+// the Limiter runs on the system clock: it saves a clock read per call
+// (a refusal still reads the clock afresh first). A zero start means now.
+func (l *Limiter) admit(service, method, caller string, start time.Time) (done Done, retryAfter time.Duration, err error) {
 	if l.conc != nil && !l.conc.Acquire() {
 		return Done{}, l.retryAfter, rejectf("limit: %d calls in flight, the most allowed; %s/%s rejected", l.conc.Max(), service, method)
 	}
 	var now int64
 	if l.timed {
-		now = since(l.clock, l.epoch)
+		if l.clock == nil && !start.IsZero() {
+			now = int64(start.Sub(l.epoch))
+		} else {
+			now = since(l.clock, l.epoch)
+		}
 	}
 	if caller != "" {
 		if b := l.callers[caller]; b != nil {
@@ -315,10 +326,11 @@ func Middleware(l *Limiter) endpoint.Middleware {
 func serve(l *Limiter, ctx context.Context, req, resp any, next endpoint.Endpoint) error {
 	info := callinfo.FromContext(ctx)
 	var service, method, caller string
+	var start time.Time
 	if info != nil {
-		service, method, caller = info.Service, info.Method, info.Caller
+		service, method, caller, start = info.Service, info.Method, info.Caller, info.Start
 	}
-	done, wait, err := l.Admit(service, method, caller)
+	done, wait, err := l.admit(service, method, caller, start)
 	if err != nil {
 		if info != nil {
 			if info.ResponseMetadata == nil {
