@@ -100,30 +100,6 @@ func splitHostPort(addr string) (string, int) {
 	return host, port
 }
 
-// canonical holds the gRPC code names as the semantic conventions spell them.
-var canonical = [...]string{
-	codes.OK:                 "OK",
-	codes.Canceled:           "CANCELLED",
-	codes.Unknown:            "UNKNOWN",
-	codes.InvalidArgument:    "INVALID_ARGUMENT",
-	codes.DeadlineExceeded:   "DEADLINE_EXCEEDED",
-	codes.NotFound:           "NOT_FOUND",
-	codes.AlreadyExists:      "ALREADY_EXISTS",
-	codes.PermissionDenied:   "PERMISSION_DENIED",
-	codes.ResourceExhausted:  "RESOURCE_EXHAUSTED",
-	codes.FailedPrecondition: "FAILED_PRECONDITION",
-	codes.Aborted:            "ABORTED",
-	codes.OutOfRange:         "OUT_OF_RANGE",
-	codes.Unimplemented:      "UNIMPLEMENTED",
-	codes.Internal:           "INTERNAL",
-	codes.Unavailable:        "UNAVAILABLE",
-	codes.DataLoss:           "DATA_LOSS",
-	codes.Unauthenticated:    "UNAUTHENTICATED",
-}
-
-func canonicalName(c codes.Code) string {
-	if int(c) < len(canonical) {
-		return canonical[c]
-	}
-	return strconv.Itoa(int(c))
-}
+// canonicalName is the gRPC name of c as the semantic conventions spell
+// it ("UNAVAILABLE"), from the one code table.
+func canonicalName(c codes.Code) string { return status.Name(c) }
