@@ -60,7 +60,10 @@ type Info struct {
 	// the request is sent. Hedging sets it to keep backup attempts off the
 	// instances earlier attempts are still waiting on. Client side only.
 	OnPick func(addr string)
-	// Start is when the call began on this side.
+	// Start is when the call began on this side: on the client as Invoke
+	// is called, on the server as the middleware chain begins. Middlewares
+	// that time calls (metrics, tracing, breakers) read it instead of the
+	// clock.
 	Start time.Time
 	// End is when the latest attempt's reply (or failure) arrived, set by
 	// the client after each attempt that reached an instance; zero before.
@@ -69,7 +72,11 @@ type Info struct {
 	// Deadline is the call's deadline, zero when it has none.
 	Deadline time.Time
 	// Metadata is the request metadata: outgoing on the client (nil until
-	// the transport collects it), incoming on the server.
+	// the transport collects it), incoming on the server. On the server the
+	// W3C trace context (the first value of each of metadata.KeyTraceparent
+	// and metadata.KeyTracestate) is kept apart from it, so that a call that
+	// carries nothing else needs no map: metadata.FromIncoming and
+	// metadata.IncomingValue on the call's context have all of it.
 	Metadata metadata.MD
 	// Trace, when not nil, is the W3C trace context the client sends with
 	// the call, set by a tracing middleware (observe/trace sets it): every

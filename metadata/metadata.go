@@ -47,8 +47,12 @@
 // NewIncomingContext is where the chain continues: it puts the persistent
 // keys and the baggage that arrived into the context's outgoing metadata
 // (allocating only when there are some). The transient keys that arrived
-// stay incoming only. Trace context (traceparent, tracestate) is ordinary
-// transient metadata here; the tracing middleware writes a new one per hop.
+// stay incoming only. Trace context (KeyTraceparent, KeyTracestate) is
+// ordinary transient metadata here; the tracing middleware writes a new
+// one per hop, which the client's transport sends from the call info
+// (callinfo.Info.Trace) rather than from the outgoing metadata. A server
+// may keep a call's trace context apart from its MD
+// (NewIncomingContextWithTrace): it is incoming metadata all the same.
 package metadata
 
 import (

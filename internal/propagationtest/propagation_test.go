@@ -4,9 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/client"
-	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/examples/echo/echotest"
 	"github.com/sluicerpc/sluice/internal/propagationtest"
@@ -70,56 +68,6 @@ func TestOneHop(t *testing.T) {
 				t.Errorf("baggage sluice-lane = %q", got)
 			}
 		})
-	}
-}
-
-// TestCallTraceContext: the trace context a client middleware puts in the
-// call info (callinfo.Info.Trace) arrives over each protocol as ordinary
-// metadata, after the rest and in place of a trace context the outgoing
-// metadata had (a proxy forwarding its caller's, say); without it, the
-// outgoing metadata's arrives.
-func TestCallTraceContext(t *testing.T) {
-	const stale = "00-11111111111111111111111111111111-2222222222222222-01"
-	for _, p := range protocols {
-		for _, tc := range []struct {
-			name   string
-			trace  *callinfo.TraceContext
-			md     []string // outgoing metadata
-			tp, ts string   // what must arrive; "" for nothing
-		}{
-			{"info only", &callinfo.TraceContext{Traceparent: traceparent, Tracestate: tracestate}, nil, traceparent, tracestate},
-			{"replaces outgoing", &callinfo.TraceContext{Traceparent: traceparent},
-				[]string{"Traceparent", stale, "tracestate", "stale=1"}, traceparent, ""},
-			{"outgoing only", nil, []string{"traceparent", stale, "tracestate", "stale=1"}, stale, "stale=1"},
-			{"no traceparent: nothing", &callinfo.TraceContext{Tracestate: tracestate}, nil, "", ""},
-		} {
-			t.Run(p.String()+"/"+tc.name, func(t *testing.T) {
-				h := &propagationtest.Hop{}
-				setTrace := func(next endpoint.Endpoint) endpoint.Endpoint {
-					return func(ctx context.Context, req, resp any) error {
-						info := callinfo.FromContext(ctx)
-						info.Trace = tc.trace
-						return next(ctx, req, resp)
-					}
-				}
-				c, err := client.New(serve(t, h), client.WithProtocol(p), client.WithMiddleware(setTrace))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				ctx := metadata.AppendToOutgoing(context.Background(), append([]string{"x-transient", "t"}, tc.md...)...)
-				if _, err := echopb.NewEchoServiceClient(c).Echo(ctx, &echopb.EchoRequest{Message: "x"}); err != nil {
-					t.Fatal(err)
-				}
-				in := h.Seen()[0].Incoming
-				for k, want := range map[string]string{"traceparent": tc.tp, "tracestate": tc.ts, "x-transient": "t"} {
-					got := in.Get(k)
-					if want == "" && got != nil || want != "" && (len(got) != 1 || got[0] != want) {
-						t.Errorf("%s arrived as %q, want %q", k, got, want)
-					}
-				}
-			})
-		}
 	}
 }
 

@@ -39,9 +39,10 @@
 // peers are counted as "other".
 //
 // The latency histograms measure the time spent inside the middleware:
-// on the server from the start of the chain to the handler's return (the
-// reply's encoding and write are not included), on the client the whole
-// call as the middlewares inside it see it. Their buckets are
+// on the server from the start of the chain (callinfo.Info.Start) to the
+// handler's return (the reply's encoding and write are not included), on
+// the client from the call's Start to the End of its latest attempt that
+// reached an instance, as the client records them. Their buckets are
 // Config.Buckets, DefaultBuckets unless set.
 //
 // The byte counters add callinfo.Info.SentBytes and ReceivedBytes: the
@@ -66,7 +67,14 @@
 //
 // # Cost
 //
-// A call costs two clock reads and a few atomic additions; the labelled
-// children are found in copy-on-write maps, so the warm path allocates
-// nothing and never calls WithLabelValues.
+// A call costs a few atomic additions and no allocation. The latencies
+// come from the call info's Start and End (callinfo.Info), which the
+// framework records anyway: the client middleware reads no clock, the
+// server's one, as the chain returns. The series are found in
+// copy-on-write maps, never through WithLabelValues, and the counts a
+// call adds to are kept once per core, each copy on cache lines of its
+// own, so that calls on different cores do not fight over a cache line
+// (on a busy multi-core server, fetching a line another core wrote costs
+// more than the additions); a scrape adds the copies up and reports them
+// as constant metrics.
 package metrics

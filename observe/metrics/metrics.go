@@ -255,8 +255,10 @@ func (m *Metrics) Server() endpoint.Middleware {
 // them, and the garbage collector decodes every frame of every waiting
 // stack on each cycle, at a cost that grows with the function's size.
 type call struct {
-	ms       *methodSeries
-	shard    []atomic.Uint64 // the core's shard when the call began
+	ms *methodSeries
+	// shard is the core's shard when the call began; the server ends
+	// the call there too (a handler mostly runs on without parking).
+	shard    []atomic.Uint64
 	info     *callinfo.Info
 	start    time.Time
 	returned bool // false in finish: a panic went through
@@ -293,7 +295,8 @@ func (s *side) finishServer(c *call, resp any, err *error) {
 			}
 		}
 	}
-	c.ms.done(c.shard, c.info.Caller, code, now().Sub(c.start), c.info.ReceivedBytes, 0)
+	// One read of the monotonic clock: c.start has a monotonic reading.
+	c.ms.done(c.shard, c.info.Caller, code, time.Since(c.start), c.info.ReceivedBytes, 0)
 }
 
 // ServerSent adds info.SentBytes to the server's sent bytes of info's
@@ -518,7 +521,7 @@ func (s *side) series(service, method string) *methodSeries {
 // lines of its own.
 type shards struct {
 	counts []atomic.Uint64
-	n      int // copies
+	mask   int // copies - 1, a power of two less one
 	stride int // counters from one copy to the next: whole cache lines
 	width  int // counters in a copy
 }
@@ -526,22 +529,26 @@ type shards struct {
 // maxShards bounds the copies, and so the memory, of a set of counters.
 const maxShards = 64
 
-// newShards makes sets of width counters, 4 per P (tokens beyond one per
-// P, see coreShard, then mostly get a set of their own).
+// newShards makes sets of width counters, about 4 per P (a power of two:
+// tokens beyond one per P, see coreShard, then mostly get a set of their
+// own).
 func newShards(width int) shards {
 	const line = 64 / 8 // counters per cache line
-	n := min(4*runtime.GOMAXPROCS(0), maxShards)
+	n := 1
+	for n < 4*runtime.GOMAXPROCS(0) && n < maxShards {
+		n *= 2
+	}
 	stride := (width + line - 1) / line * line
 	buf := make([]atomic.Uint64, n*stride+line-1)
 	// Start on a cache line: the garbage collector does not move objects.
 	off := int(-uintptr(unsafe.Pointer(&buf[0])) % 64 / 8)
-	return shards{counts: buf[off : off+n*stride], n: n, stride: stride, width: width}
+	return shards{counts: buf[off : off+n*stride], mask: n - 1, stride: stride, width: width}
 }
 
 // local returns the copy of the core the caller runs on, or most likely
 // did a moment ago.
 func (s *shards) local() []atomic.Uint64 {
-	i := coreShard() % s.n * s.stride
+	i := (coreShard() & s.mask) * s.stride
 	return s.counts[i : i+s.width : i+s.width]
 }
 
@@ -634,9 +641,8 @@ var epoch = time.Now()
 // wall reading follows from epoch's).
 func now() time.Time { return epoch.Add(time.Since(epoch)) }
 
-// begin counts a call that begins.
 // begin counts a call that begins and returns the shard of the core it
-// runs on, for done: a call mostly ends on the core it began on.
+// runs on.
 func (ms *methodSeries) begin() []atomic.Uint64 {
 	c := ms.shards.local()
 	c[cntStarted].Add(1)

@@ -40,6 +40,17 @@
 // Unavailable, DataLoss), as the gRPC conventions say: a NotFound is the
 // caller's problem, not the server's.
 //
+// # Propagation
+//
+// Every call carries its client span's W3C traceparent (and tracestate,
+// when there is one), sampled or not. The client middleware hands them to
+// the transport in the call info (callinfo.Info.Trace), which sends them
+// after the call's outgoing metadata, in place of any trace context there
+// (a proxy that forwards its incoming metadata has its caller's); on the
+// server they are ordinary incoming metadata, which the server middleware
+// reads with metadata.IncomingValue. With a Config.Propagator other than
+// TraceContext, the propagator writes the outgoing metadata instead.
+//
 // # Sampling
 //
 // Sampler decides: a span follows its parent (sampled or not, local or
@@ -78,8 +89,8 @@
 // processor that exports the failed ones, keeps those, but records every
 // call. BenchmarkMiddleware measures both (client and server middlewares
 // of one call, in process, on the project's 2-core VM): a dropped call
-// costs 7 allocations and about 3 µs here, 17 and 13 to 15 µs recorded
-// only, 19 and about 17 µs sampled. Capture costs its
+// costs 3 allocations and about 0.7 µs here, 15 and about 5 µs recorded
+// only, 17 and about 6 µs sampled. Capture costs its
 // replayed spans when a call fails (about the cost of a sampled failing
 // call), at most Config.ErrorCaptureRate of them a second (default 100),
 // so that an outage does not become a tracing storm.

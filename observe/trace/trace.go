@@ -413,11 +413,12 @@ func (a *keyAnswer) Value(k any) any {
 }
 
 // inject sends sc with the call: with the built-in W3C propagator in
-// info.Trace, which every transport sends in place
-// of a trace context the outgoing metadata of ctx may hold (a proxy that
-// forwards its incoming metadata has its caller's there: ours must
-// replace it, not follow it); with a generic propagator in the outgoing
-// metadata of the context it returns.
+// info.Trace, which every transport sends in place of a trace context the
+// outgoing metadata of ctx may hold (a proxy that forwards its incoming
+// metadata has its caller's there: ours must replace it, not follow it);
+// with a generic propagator in the outgoing metadata of the context it
+// returns. beginClient does the same for a span the sampler drops,
+// without allocating.
 func (t *Tracing) inject(ctx context.Context, info *callinfo.Info, sc oteltrace.SpanContext) context.Context {
 	if t.prop != nil {
 		var c pairs
