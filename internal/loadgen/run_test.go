@@ -67,8 +67,11 @@ func TestRun(t *testing.T) {
 	if !strings.Contains(res.FirstError, "every third call") {
 		t.Errorf("FirstError = %q", res.FirstError)
 	}
-	if want := float64(res.Calls) / 0.3; res.QPS < want*0.8 || res.QPS > want*1.2 {
-		t.Errorf("QPS = %.0f, want about Calls/0.3s = %.0f", res.QPS, want)
+	// QPS is Calls over the measured window: never much shorter than the
+	// 0.3 s asked for, and longer only when a loaded machine is slow to
+	// stop the callers.
+	if most := float64(res.Calls) / 0.3; res.QPS > most*1.05 || res.QPS < most/10 {
+		t.Errorf("QPS = %.0f, want Calls over a window of 0.3 s to 3 s: %.0f to %.0f", res.QPS, most/10, most)
 	}
 	if res.P50 < 20*time.Microsecond || res.P50 > res.P99 || res.P99 > res.P999 {
 		t.Errorf("percentiles p50=%v p99=%v p999=%v: want 20µs <= p50 <= p99 <= p999", res.P50, res.P99, res.P999)

@@ -76,5 +76,7 @@
 // own, so that calls on different cores do not fight over a cache line
 // (on a busy multi-core server, fetching a line another core wrote costs
 // more than the additions); a scrape adds the copies up and reports them
-// as constant metrics.
+// as constant metrics. It does so without stopping calls, so the in-flight
+// gauge of a scrape that races with calls may count some that end while
+// it reads (never fewer than none); quiet, it is exact.
 package metrics
