@@ -33,13 +33,12 @@ func routes(t *route.Table) endpoint.Middleware {
 			if info == nil {
 				return next(ctx, req, resp)
 			}
-			md, _ := metadata.FromIncoming(ctx)
 			in := route.Input{
 				Side:     callinfo.Server,
 				Service:  info.Service,
 				Method:   info.Method,
 				Caller:   info.Caller,
-				Metadata: func(k string) (string, bool) { v := md.Get(k); return first(v) },
+				Metadata: func(k string) (string, bool) { return metadata.IncomingValue(ctx, k) },
 				Baggage:  func(k string) (string, bool) { return metadata.BaggageValue(ctx, k) },
 				Rand:     rand.Uint64(),
 			}
@@ -66,11 +65,4 @@ func routes(t *route.Table) endpoint.Middleware {
 			return next(ctx, req, resp)
 		}
 	}
-}
-
-func first(v []string) (string, bool) {
-	if len(v) == 0 {
-		return "", false
-	}
-	return v[0], true
 }
