@@ -177,6 +177,7 @@ func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts 
 	info.Method = name
 	info.Protocol = c.opts.protocol.String()
 	info.FullMethod = method
+	info.Caller = c.opts.caller
 	info.Attempt = 1
 	info.Start = time.Now()
 	if d, ok := ctx.Deadline(); ok {

@@ -42,12 +42,15 @@ func (g *grpcConn) Call(ctx context.Context, info *callinfo.Info, req, resp any)
 	if tc != nil && tc.Traceparent == "" {
 		tc = nil
 	}
-	if md, ok := metadata.FromOutgoing(ctx); ok || info.Attempt > 1 || tc != nil {
+	if md, ok := metadata.FromOutgoing(ctx); ok || info.Attempt > 1 || tc != nil || info.Caller != "" {
 		if md == nil {
 			md = metadata.MD{}
 		}
 		if info.Attempt > 1 {
 			md.Set(ttheader.KeyAttempt, itoa(info.Attempt))
+		}
+		if info.Caller != "" {
+			md.Set(ttheader.KeyCaller, info.Caller)
 		}
 		if tc != nil {
 			// The call's own trace context replaces any the metadata has.

@@ -229,6 +229,9 @@ func WithRoutes(t *route.Table) Option {
 
 // WithCaller names the service this client calls from, and the labels of
 // this instance, for route rules that match on the caller (default none).
+// The service name also goes to the server with every call (FromService
+// on the native protocol, sluice-caller on gRPC and Connect), where it is
+// callinfo.Info.Caller: per-caller limits and metrics key on it.
 func WithCaller(service string, labels map[string]string) Option {
 	return func(o *options) { o.caller, o.callerLabels = service, labels }
 }

@@ -108,6 +108,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	info := &cl.ctx.Info
 	cl.setIncomingSplit(md)
 	info.Attempt = attempt
+	info.Caller = r.Header.Get(connect.HeaderCaller)
 	cl.timeout = timeout
 	reply, err := s.run(cl, req)
 

@@ -88,6 +88,9 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 			if v := md[ttheader.KeyAttempt]; len(v) > 0 {
 				cl.ctx.Info.Attempt = atoiOr(v[0], 1)
 			}
+			if v := md[ttheader.KeyCaller]; len(v) > 0 {
+				cl.ctx.Info.Caller = v[0]
+			}
 			cl.setIncomingSplit(userMetadata(md))
 		}
 		reply, err := s.run(cl, req)
@@ -103,7 +106,7 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 // the call. md must be the caller's own copy (FromIncomingContext makes one).
 func userMetadata(md grpcmd.MD) metadata.MD {
 	for k := range md {
-		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") || k == "content-type" || k == "user-agent" || k == "te" || k == ttheader.KeyAttempt {
+		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") || k == "content-type" || k == "user-agent" || k == "te" || k == ttheader.KeyAttempt || k == ttheader.KeyCaller {
 			delete(md, k)
 		}
 	}

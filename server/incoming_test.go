@@ -2,12 +2,15 @@ package server_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/server"
 	"google.golang.org/grpc/codes"
@@ -87,6 +90,62 @@ func TestTraceContextAcrossProtocols(t *testing.T) {
 			}
 			if !s.startBefore || !s.startSame {
 				t.Errorf("%s %v: Info.Start %v not set before the chain, or changed in it", c.name, md, s.info.Start)
+			}
+		}
+	}
+}
+
+// TestCallerAcrossProtocols: a client with WithCaller names its service on
+// every protocol; the server has it as Info.Caller, not as metadata. A
+// client without one sends none.
+func TestCallerAcrossProtocols(t *testing.T) {
+	type seenCall struct {
+		caller string
+		md     metadata.MD
+	}
+	var (
+		mu   sync.Mutex
+		seen []seenCall
+	)
+	record := func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req, resp any) error {
+			info := callinfo.FromContext(ctx)
+			mu.Lock()
+			seen = append(seen, seenCall{info.Caller, info.Metadata.Copy()})
+			mu.Unlock()
+			return next(ctx, req, resp)
+		}
+	}
+	f := start(t, server.WithMiddleware(record))
+	for _, p := range []client.Protocol{client.Native, client.GRPC, client.Connect} {
+		for _, caller := range []string{"checkout.v1.CartService", ""} {
+			var opts []client.Option
+			if caller != "" {
+				opts = append(opts, client.WithCaller(caller, nil))
+			}
+			cl := dial(t, f.addr, append(opts, client.WithProtocol(p))...)
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := cl.Echo(ctx, &echopb.EchoRequest{Message: "x"})
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			mu.Lock()
+			s := seen
+			mu.Unlock()
+			if len(s) != 1 {
+				t.Fatalf("%s: middleware saw %d calls", p, len(s))
+			}
+			if s[0].caller != caller {
+				t.Errorf("%s: Info.Caller = %q, want %q", p, s[0].caller, caller)
+			}
+			for k := range s[0].md {
+				if strings.Contains(k, "caller") {
+					t.Errorf("%s: the caller name is in the metadata too: %s", p, k)
+				}
 			}
 		}
 	}

@@ -253,6 +253,9 @@ func (cc *ClientConn) encode(ctx context.Context, p *pending, seq uint32, info *
 		}
 	}
 	h.AddInt(ttheader.KeyToMethod, s2b(info.Method))
+	if info.Caller != "" {
+		h.AddInt(ttheader.KeyFromService, s2b(info.Caller))
+	}
 	if !info.Deadline.IsZero() {
 		ms := (time.Until(info.Deadline) + time.Millisecond - 1) / time.Millisecond
 		if ms < 1 {

@@ -195,6 +195,9 @@ func (c *Client) Call(ctx context.Context, info *callinfo.Info, req, resp any) e
 	if info.Attempt > 1 {
 		h[HeaderAttempt] = []string{strconv.Itoa(info.Attempt)}
 	}
+	if info.Caller != "" {
+		h[HeaderCaller] = []string{info.Caller}
+	}
 
 	hresp, err := c.hc.Do(hr)
 	if err != nil {

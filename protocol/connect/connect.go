@@ -36,6 +36,9 @@ const (
 	// HeaderAttempt carries the attempt number of a retried call (absent on
 	// the first), as sluice-attempt does on the native protocol.
 	HeaderAttempt = "Sluice-Attempt"
+	// HeaderCaller names the calling service, as FromService does on the
+	// native protocol.
+	HeaderCaller = "Sluice-Caller"
 	// TrailerPrefix marks trailing metadata sent as headers on a unary reply.
 	TrailerPrefix = "Trailer-"
 

@@ -39,6 +39,7 @@ var reserved = map[string]bool{
 	"user-agent":        true,
 	"vary":              true,
 	"sluice-attempt":    true, // read into callinfo.Info.Attempt instead
+	"sluice-caller":     true, // read into callinfo.Info.Caller instead
 }
 
 // reservedPrefix lists the header prefixes the protocols keep for themselves.

@@ -424,9 +424,12 @@ func FinishPayload(buf []byte, start int) {
 
 // More string keys: the attempt number of a retried call, and Kitex's
 // "connection ready to reset" hint a draining server puts on its replies.
+// KeyCaller names the calling service on gRPC and Connect, where no
+// FromService slot exists; the native protocol uses KeyFromService.
 const (
 	KeyAttempt   = "sluice-attempt"
 	KeyConnReset = "crrst"
+	KeyCaller    = "sluice-caller"
 )
 
 // Kitex business-status keys: a Kitex server reports a business error as
