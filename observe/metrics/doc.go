@@ -17,7 +17,7 @@
 //	sluice_server_in_flight_requests{service,method}             gauge
 //	sluice_server_received_bytes_total{service,method}           counter
 //	sluice_server_sent_bytes_total{service,method}               counter
-//	sluice_client_requests_total{service,method,code,peer}       counter
+//	sluice_client_requests_total{service,method,code,peer,route,subset} counter
 //	sluice_client_request_seconds{service,method}                histogram
 //	sluice_client_in_flight_requests{service,method}             gauge
 //	sluice_client_sent_bytes_total{service,method}               counter
@@ -38,6 +38,13 @@
 // picked. Config.MaxPeers caps the distinct values per method; further
 // peers are counted as "other".
 //
+// Labels "route" and "subset" of the client's request counts say which
+// route of a RouteRule and which subset of instances served the call
+// (client.WithRoutes; callinfo.Info.Route and Subset), empty when no rule
+// routed it. With the count by code they give each subset's error rate,
+// the figure a canary is judged by. They come with the peer: MaxPeers
+// caps the distinct peer, route and subset combinations.
+//
 // The latency histograms measure the time spent inside the middleware:
 // on the server from the start of the chain (callinfo.Info.Start) to the
 // handler's return (the reply's encoding and write are not included), on
@@ -46,9 +53,9 @@
 // Config.Buckets, DefaultBuckets unless set.
 //
 // The byte counters add callinfo.Info.SentBytes and ReceivedBytes: the
-// encoded messages as carried on the wire, without protocol framing. The
-// native protocol fills them; calls over gRPC and Connect do not yet, and
-// add nothing. On the server the reply's size is known only once it is
+// encoded messages as carried on the wire, without protocol framing
+// (gRPC's 5-byte message prefix, TTHeader's headers), compressed when the
+// protocol compressed them. On the server the reply's size is known only once it is
 // encoded, after the middlewares return: server.WithMetrics reports it
 // through ServerSent, a chain that only has the Server middleware counts
 // received bytes alone.

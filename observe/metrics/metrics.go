@@ -179,9 +179,10 @@ func New(cfg Config) (*Metrics, error) {
 	m.client = &side{
 		maxPeers: cfg.MaxPeers,
 		upper:    cfg.Buckets,
+		routed:   true,
 		requests: desc("sluice_client_requests_total",
-			"Calls the client made, by service, method, status code and instance address (peer).",
-			"service", "method", "code", "peer"),
+			"Calls the client made, by service, method, status code, instance address (peer), and the route and subset that route rules chose.",
+			"service", "method", "code", "peer", "route", "subset"),
 		latency: desc("sluice_client_request_seconds",
 			"Duration of client calls as the client middleware sees them, in seconds.",
 			"service", "method"),
@@ -296,7 +297,7 @@ func (s *side) finishServer(c *call, resp any, err *error) {
 		}
 	}
 	// One read of the monotonic clock: c.start has a monotonic reading.
-	c.ms.done(c.shard, c.info.Caller, code, time.Since(c.start), c.info.ReceivedBytes, 0)
+	c.ms.done(c.shard, peerKey{peer: c.info.Caller}, code, time.Since(c.start), c.info.ReceivedBytes, 0)
 }
 
 // ServerSent adds info.SentBytes to the server's sent bytes of info's
@@ -362,7 +363,7 @@ func (s *side) finishClient(c *call, err *error) {
 	}
 	// The caller's goroutine waited for the reply: it may be on another
 	// core by now.
-	c.ms.done(c.ms.shards.local(), info.Peer, code, end.Sub(c.start), info.ReceivedBytes, info.SentBytes)
+	c.ms.done(c.ms.shards.local(), peerKey{info.Peer, info.Route, info.Subset}, code, end.Sub(c.start), info.ReceivedBytes, info.SentBytes)
 }
 
 // BreakerStateChange records a breaker's new state and the transition. It
@@ -440,6 +441,7 @@ func incMethod(by *cowMap[methodKey, prometheus.Counter], vec *prometheus.Counte
 // it has seen, which it collects itself.
 type side struct {
 	maxPeers int
+	routed   bool      // requests carry the labels route and subset
 	upper    []float64 // the latency buckets' upper bounds
 	requests *prometheus.Desc
 	latency  *prometheus.Desc
@@ -485,14 +487,19 @@ type methodSeries struct {
 	service, method string
 	created         time.Time
 	shards          shards
-	peers           cowMap[string, *peerSeries]
+	peers           cowMap[peerKey, *peerSeries]
 }
 
-// peerSeries is the request counts of one peer, by code: all of them
-// but the OK calls of the first hotPeers peers, which count in the
-// method's shards.
+// peerKey is what a method's request counts are kept by besides the
+// code: the peer, and on the client the route and subset the call was
+// routed by (callinfo.Info.Route and Subset; empty when unrouted).
+type peerKey struct{ peer, route, subset string }
+
+// peerSeries is the request counts of one peer (and route and subset),
+// by code: all of them but the OK calls of the first hotPeers peers, which
+// count in the method's shards.
 type peerSeries struct {
-	peer    string
+	key     peerKey
 	index   int // among the method's peers, in the order they came
 	created time.Time
 	codes   [numCodes]atomic.Uint64
@@ -626,8 +633,14 @@ func (s *side) Collect(ch chan<- prometheus.Metric) {
 				if c == int(codes.OK) && ps.index < hotPeers {
 					n += sh.sum(s.okCount(ps.index))
 				}
-				if n > 0 {
-					ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(s.requests, prometheus.CounterValue, float64(n), ps.created, ms.service, ms.method, codeNames[c], ps.peer)
+				if n == 0 {
+					continue
+				}
+				k := ps.key
+				if s.routed {
+					ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(s.requests, prometheus.CounterValue, float64(n), ps.created, ms.service, ms.method, status.Name(codes.Code(c)), k.peer, k.route, k.subset)
+				} else {
+					ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(s.requests, prometheus.CounterValue, float64(n), ps.created, ms.service, ms.method, status.Name(codes.Code(c)), k.peer)
 				}
 			}
 		}
@@ -650,7 +663,7 @@ func (ms *methodSeries) begin() []atomic.Uint64 {
 }
 
 // done records, in shard c, a finished call that took latency.
-func (ms *methodSeries) done(c []atomic.Uint64, peer string, code codes.Code, latency time.Duration, received, sent int) {
+func (ms *methodSeries) done(c []atomic.Uint64, peer peerKey, code codes.Code, latency time.Duration, received, sent int) {
 	v := latency.Seconds()
 	i := len(ms.side.upper)
 	for j, u := range ms.side.upper {
@@ -684,9 +697,9 @@ func (ms *methodSeries) done(c []atomic.Uint64, peer string, code codes.Code, la
 }
 
 // peerSeries returns the series of peer.
-func (ms *methodSeries) peerSeries(peer string) *peerSeries {
-	if peer == "" {
-		peer = UnknownPeer
+func (ms *methodSeries) peerSeries(peer peerKey) *peerSeries {
+	if peer.peer == "" {
+		peer.peer = UnknownPeer
 	}
 	if ps, ok := ms.peers.load(peer); ok {
 		return ps
@@ -696,7 +709,7 @@ func (ms *methodSeries) peerSeries(peer string) *peerSeries {
 
 // peer finds or makes the series of a peer not seen yet, or of OtherPeer
 // when there are MaxPeers already.
-func (ms *methodSeries) peer(peer string) *peerSeries {
+func (ms *methodSeries) peer(peer peerKey) *peerSeries {
 	c := &ms.peers
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -704,12 +717,12 @@ func (ms *methodSeries) peer(peer string) *peerSeries {
 		return ps
 	}
 	if c.len() >= ms.side.maxPeers {
-		peer = OtherPeer
+		peer = peerKey{peer: OtherPeer}
 		if ps, ok := c.load(peer); ok {
 			return ps
 		}
 	}
-	ps := &peerSeries{peer: peer, index: c.len(), created: time.Now()}
+	ps := &peerSeries{key: peer, index: c.len(), created: time.Now()}
 	c.storeLocked(peer, ps)
 	return ps
 }
@@ -724,28 +737,6 @@ func codeOf(err error) codes.Code {
 		return e.Status().Code()
 	}
 	return status.Code(err)
-}
-
-// codeNames are the gRPC names of the canonical codes, as the gRPC
-// specification spells them.
-var codeNames = [numCodes]string{
-	codes.OK:                 "OK",
-	codes.Canceled:           "CANCELLED",
-	codes.Unknown:            "UNKNOWN",
-	codes.InvalidArgument:    "INVALID_ARGUMENT",
-	codes.DeadlineExceeded:   "DEADLINE_EXCEEDED",
-	codes.NotFound:           "NOT_FOUND",
-	codes.AlreadyExists:      "ALREADY_EXISTS",
-	codes.PermissionDenied:   "PERMISSION_DENIED",
-	codes.ResourceExhausted:  "RESOURCE_EXHAUSTED",
-	codes.FailedPrecondition: "FAILED_PRECONDITION",
-	codes.Aborted:            "ABORTED",
-	codes.OutOfRange:         "OUT_OF_RANGE",
-	codes.Unimplemented:      "UNIMPLEMENTED",
-	codes.Internal:           "INTERNAL",
-	codes.Unavailable:        "UNAVAILABLE",
-	codes.DataLoss:           "DATA_LOSS",
-	codes.Unauthenticated:    "UNAUTHENTICATED",
 }
 
 // cowMap is a copy-on-write map: reads are one atomic load and a map

@@ -222,12 +222,12 @@ sluice_server_requests_total{code="UNAVAILABLE",method="Echo",peer="unknown",ser
 		t.Error(err)
 	}
 	want = fmt.Sprintf(`
-# HELP sluice_client_requests_total Calls the client made, by service, method, status code and instance address (peer).
+# HELP sluice_client_requests_total Calls the client made, by service, method, status code, instance address (peer), and the route and subset that route rules chose.
 # TYPE sluice_client_requests_total counter
-sluice_client_requests_total{code="INTERNAL",method="Echo",peer="%[2]s",service="%[1]s"} 1
-sluice_client_requests_total{code="NOT_FOUND",method="Echo",peer="%[2]s",service="%[1]s"} 2
-sluice_client_requests_total{code="OK",method="Echo",peer="%[2]s",service="%[1]s"} 5
-sluice_client_requests_total{code="UNAVAILABLE",method="Echo",peer="%[2]s",service="%[1]s"} 1
+sluice_client_requests_total{code="INTERNAL",method="Echo",peer="%[2]s",route="",service="%[1]s",subset=""} 1
+sluice_client_requests_total{code="NOT_FOUND",method="Echo",peer="%[2]s",route="",service="%[1]s",subset=""} 2
+sluice_client_requests_total{code="OK",method="Echo",peer="%[2]s",route="",service="%[1]s",subset=""} 5
+sluice_client_requests_total{code="UNAVAILABLE",method="Echo",peer="%[2]s",route="",service="%[1]s",subset=""} 1
 `, echoService, addr)
 	if err := testutil.GatherAndCompare(mc.Gatherer(), strings.NewReader(want), "sluice_client_requests_total"); err != nil {
 		t.Error(err)
@@ -420,11 +420,11 @@ func TestMiddlewareDirect(t *testing.T) {
 sluice_server_requests_total{code="DEADLINE_EXCEEDED",method="M",peer="c",service="svc"} 1
 sluice_server_requests_total{code="INTERNAL",method="M",peer="c",service="svc"} 2
 sluice_server_requests_total{code="UNKNOWN",method="M",peer="c",service="svc"} 2
-# HELP sluice_client_requests_total Calls the client made, by service, method, status code and instance address (peer).
+# HELP sluice_client_requests_total Calls the client made, by service, method, status code, instance address (peer), and the route and subset that route rules chose.
 # TYPE sluice_client_requests_total counter
-sluice_client_requests_total{code="INTERNAL",method="M",peer="10.0.0.1:1",service="svc"} 1
-sluice_client_requests_total{code="RESOURCE_EXHAUSTED",method="M",peer="10.0.0.1:1",service="svc"} 1
-sluice_client_requests_total{code="UNAVAILABLE",method="M",peer="unknown",service="svc"} 1
+sluice_client_requests_total{code="INTERNAL",method="M",peer="10.0.0.1:1",route="",service="svc",subset=""} 1
+sluice_client_requests_total{code="RESOURCE_EXHAUSTED",method="M",peer="10.0.0.1:1",route="",service="svc",subset=""} 1
+sluice_client_requests_total{code="UNAVAILABLE",method="M",peer="unknown",route="",service="svc",subset=""} 1
 `
 	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "sluice_server_requests_total", "sluice_client_requests_total"); err != nil {
 		t.Error(err)
