@@ -100,9 +100,8 @@ func (s *Server) run(cl *call, req any) (reply any, err error) {
 		cl.timeout = time.Until(d).Round(time.Millisecond)
 	}
 	defer func() {
-		if r := recover(); r != nil {
-			s.opts.logger.Error("server: handler panic", "service", m.service, "method", m.name, "panic", r, "stack", string(debug.Stack()))
-			reply, err = nil, status.Errorf(codes.Internal, "server: panic in %s.%s: %v", m.service, m.name, r)
+		if r := recover(); r != nil { // in a middleware: the handler's are recovered where it runs
+			reply, err = nil, s.panicked(&cl.ctx, m.service, m.name, r)
 		}
 	}()
 	err = m.endpoint(ctx, req, &cl.reply)
@@ -113,6 +112,13 @@ func (s *Server) run(cl *call, req any) (reply any, err error) {
 		return nil, s.contextError(cl, err)
 	}
 	return cl.reply.Msg, nil
+}
+
+// panicked logs a panic in a call with ctx, the stack included, and
+// returns the Internal status the caller gets.
+func (s *Server) panicked(ctx context.Context, service, method string, r any) error {
+	s.opts.logger.ErrorContext(ctx, "server: panic", "service", service, "method", method, "panic", r, "stack", string(debug.Stack()))
+	return status.Errorf(codes.Internal, "server: panic in %s.%s: %v", service, method, r)
 }
 
 // clockBase makes now cheaper than time.Now.

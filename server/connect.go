@@ -113,7 +113,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	reply, err := s.run(cl, req)
 
 	if err := connect.SetHeaders(h, info.ResponseMetadata); err != nil {
-		s.opts.logger.Warn("server: response metadata not sent", "service", m.service, "method", m.name, "err", err)
+		s.opts.logger.WarnContext(&cl.ctx, "server: response metadata not sent", "service", m.service, "method", m.name, "err", err)
 	}
 	if err != nil {
 		connectError(w, err)
@@ -122,7 +122,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	buf.Reset()
 	body, err := cdc.Marshal(buf.AvailableBuffer(), reply)
 	if err != nil {
-		s.opts.logger.Error("server: encoding reply", "service", m.service, "method", m.name, "err", err)
+		s.opts.logger.ErrorContext(&cl.ctx, "server: encoding reply", "service", m.service, "method", m.name, "err", err)
 		connectError(w, status.Errorf(codes.Internal, "server: encoding %s.%s reply: %v", m.service, m.name, err))
 		return
 	}

@@ -119,7 +119,10 @@ func WithHandOffTick(d time.Duration) Option {
 	}
 }
 
-// WithLogger sets the logger for connection and handler failures (default slog.Default()).
+// WithLogger sets the logger for connection and handler failures (default
+// slog.Default()). The server logs through log.Handler (observe/log)
+// wrapped around l's handler: a line about a call carries its trace_id
+// and span_id (or parent_span_id).
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"reflect"
@@ -28,6 +29,7 @@ import (
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/observe/log"
 	"github.com/sluicerpc/sluice/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -101,6 +103,7 @@ func New(opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.logger = slog.New(log.Handler(o.logger.Handler()))
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		opts:      o,
@@ -148,7 +151,15 @@ func (s *Server) RegisterService(desc *ServiceDesc, impl any) {
 	for i := range desc.Methods {
 		md := &desc.Methods[i]
 		handler := md.Handler
-		final := func(ctx context.Context, req, resp any) error {
+		final := func(ctx context.Context, req, resp any) (err error) {
+			// A handler's panic is logged here, with the context the
+			// handler had (its span's trace); run recovers the
+			// middlewares' own.
+			defer func() {
+				if r := recover(); r != nil {
+					err = s.panicked(ctx, desc.ServiceName, md.MethodName, r)
+				}
+			}()
 			out, err := handler(impl, ctx, req)
 			if r, ok := resp.(*endpoint.Reply); ok {
 				r.Msg = out

@@ -1,8 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluicerpc/sluice/client"
@@ -10,8 +15,10 @@ import (
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/examples/echo/echotest"
 	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/server"
 	"github.com/sluicerpc/sluice/status"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc/codes"
 )
 
@@ -44,4 +51,79 @@ func TestTraceContextRequired(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// TestPanicLogCarriesTrace: the server's log line about a handler's panic
+// carries the call's trace: with tracing on, the trace and the server
+// span's ids; without it, the trace id and the caller's span from the
+// traceparent the call arrived with.
+func TestPanicLogCarriesTrace(t *testing.T) {
+	const (
+		traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+		parent  = "00f067aa0ba902b7"
+		tp      = "00-" + traceID + "-" + parent + "-01"
+	)
+	for _, traced := range []bool{true, false} {
+		var logs bytes.Buffer
+		var mu sync.Mutex
+		logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
+		opts := []server.Option{server.WithLogger(logger)}
+		exp := tracetest.NewInMemoryExporter()
+		if traced {
+			tp, err := trace.NewProvider(trace.ProviderConfig{Exporter: exp, Synchronous: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := trace.New(trace.Config{TracerProvider: tp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts = append(opts, server.WithMiddleware(tr.Server()))
+		}
+		f := start(t, opts...)
+		cl := dial(t, f.addr)
+		ctx := metadata.AppendToOutgoing(context.Background(), "traceparent", tp)
+		if _, err := cl.Echo(ctx, &echopb.EchoRequest{Message: "panic"}); status.Code(err) != codes.Internal {
+			t.Fatalf("traced=%v: %v, want Internal", traced, err)
+		}
+		mu.Lock()
+		var line map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "server: panic" {
+				line = m
+			}
+		}
+		mu.Unlock()
+		if line == nil {
+			t.Fatalf("traced=%v: no panic line in %s", traced, logs.String())
+		}
+		if line["trace_id"] != traceID {
+			t.Errorf("traced=%v: trace_id %v, want %s", traced, line["trace_id"], traceID)
+		}
+		if !traced {
+			if line["parent_span_id"] != parent || line["span_id"] != nil {
+				t.Errorf("untraced: span_id %v, parent_span_id %v; want none and %s", line["span_id"], line["parent_span_id"], parent)
+			}
+			continue
+		}
+		spans := exp.GetSpans()
+		if len(spans) != 1 {
+			t.Fatalf("exported %d spans, want the server's", len(spans))
+		}
+		if want := spans[0].SpanContext.SpanID().String(); line["span_id"] != want {
+			t.Errorf("traced: span_id %v, want the server span's %s", line["span_id"], want)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

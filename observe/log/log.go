@@ -27,7 +27,9 @@ import (
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/status"
+	"go.opentelemetry.io/otel/propagation"
 	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
@@ -35,6 +37,9 @@ import (
 const (
 	TraceIDKey = "trace_id"
 	SpanIDKey  = "span_id"
+	// ParentSpanIDKey is the caller's span, written instead of span_id
+	// when a server call's context holds no span of its own (see Handler).
+	ParentSpanIDKey = "parent_span_id"
 )
 
 // AccessMessage is the message of access-log records.
@@ -85,17 +90,22 @@ func logCall(ctx context.Context, l *slog.Logger, info *callinfo.Info, d time.Du
 	if err != nil {
 		a = append(a, slog.String("error", status.Convert(err).Message()))
 	}
-	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() {
-		a = append(a, slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
-	}
+	a = appendTrace(ctx, a)
 	l.LogAttrs(ctx, slog.LevelInfo, AccessMessage, a...)
 }
 
 // Handler wraps h so that every record logged with a context that holds a
 // valid span (slog's *Context methods, LogAttrs) carries trace_id and
-// span_id, unless it already has a trace_id. Records logged without a
-// context, or in a group opened with WithGroup, get them as h places any
+// span_id, unless it already has a trace_id. A server call's context
+// outside its span (before the tracing middleware, after it returned, or
+// with no tracing at all) gives the trace_id of the W3C traceparent the
+// call arrived with, and the caller's span as parent_span_id. Records
+// logged in a group opened with WithGroup get the fields as h places any
 // other record attribute.
+//
+// The server wraps its logger (server.WithLogger) in Handler, so its own
+// call-scoped lines (a handler panic, a reply that cannot be encoded)
+// carry the call's trace.
 func Handler(h slog.Handler) slog.Handler {
 	if t, ok := h.(*traceHandler); ok {
 		return t
@@ -112,16 +122,35 @@ func (t *traceHandler) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (t *traceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if ctx == nil {
+	if ctx == nil || hasTraceID(r) {
 		return t.h.Handle(ctx, r)
 	}
-	sc := oteltrace.SpanContextFromContext(ctx)
-	if !sc.IsValid() || hasTraceID(r) {
-		return t.h.Handle(ctx, r)
+	var buf [2]slog.Attr
+	if a := appendTrace(ctx, buf[:0]); len(a) > 0 {
+		r = r.Clone()
+		r.AddAttrs(a...)
 	}
-	r = r.Clone()
-	r.AddAttrs(slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
 	return t.h.Handle(ctx, r)
+}
+
+// appendTrace appends to a the trace fields of ctx: trace_id and span_id
+// of its span; without one, trace_id and parent_span_id of the W3C
+// traceparent a server call arrived with.
+func appendTrace(ctx context.Context, a []slog.Attr) []slog.Attr {
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() {
+		return append(a, slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
+	}
+	tp, ok := metadata.IncomingValue(ctx, metadata.KeyTraceparent)
+	if !ok {
+		return a
+	}
+	ts, _ := metadata.IncomingValue(ctx, metadata.KeyTracestate)
+	carrier := propagation.MapCarrier{metadata.KeyTraceparent: tp, metadata.KeyTracestate: ts}
+	sc := oteltrace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
+	if !sc.IsValid() {
+		return a
+	}
+	return append(a, slog.String(TraceIDKey, sc.TraceID().String()), slog.String(ParentSpanIDKey, sc.SpanID().String()))
 }
 
 func hasTraceID(r slog.Record) bool {

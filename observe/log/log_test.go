@@ -15,6 +15,7 @@ import (
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/metadata"
 	obslog "github.com/sluicerpc/sluice/observe/log"
 	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/server"
@@ -244,5 +245,28 @@ func TestHandler(t *testing.T) {
 	buf.mu.Unlock()
 	if n := strings.Count(last, `"`+obslog.TraceIDKey+`"`); n != 1 {
 		t.Errorf("access line on a wrapped handler has trace_id %d times: %s", n, last)
+	}
+}
+
+// TestHandlerIncomingTrace: a server call's context without a span gives
+// the trace of the traceparent it arrived with, the caller's span as
+// parent_span_id; a malformed traceparent gives nothing.
+func TestHandlerIncomingTrace(t *testing.T) {
+	var buf syncBuffer
+	l := slog.New(obslog.Handler(slog.NewJSONHandler(&buf, nil)))
+	in := func(tp string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(metadata.KeyTraceparent, tp))
+	}
+	l.InfoContext(in("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"), "incoming")
+	l.InfoContext(in("00-4bf92f3577b34da6a3ce929d0e0e4736-zzzz"), "malformed")
+	lines := buf.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2", len(lines))
+	}
+	if lines[0][obslog.TraceIDKey] != "4bf92f3577b34da6a3ce929d0e0e4736" || lines[0][obslog.ParentSpanIDKey] != "00f067aa0ba902b7" || lines[0][obslog.SpanIDKey] != nil {
+		t.Errorf("incoming: %v", lines[0])
+	}
+	if lines[1][obslog.TraceIDKey] != nil || lines[1][obslog.ParentSpanIDKey] != nil {
+		t.Errorf("malformed: %v", lines[1])
 	}
 }
