@@ -99,13 +99,12 @@ type Info struct {
 	// matched. Client side only.
 	Rule, Route, Subset string
 	// SentBytes and ReceivedBytes are the sizes of the encoded messages
-	// this side sent and received, as carried on the wire without the
-	// protocol's framing and headers: on the client the request and the
-	// reply (or error body), on the server the other way round. The
-	// transport sets them; a retried call has its latest attempt's. On
-	// the server SentBytes is set once the reply is encoded, after the
-	// middlewares have returned. Only the native protocol fills them so
-	// far; on gRPC and Connect they stay zero.
+	// this side sent and received, without the protocol's framing and
+	// headers and before compression: on the client the request and the
+	// reply (or error body; gRPC's errors have none), on the server the
+	// other way round. The transport sets them on every protocol; a
+	// retried call has its latest attempt's. On the server SentBytes is
+	// set once the reply is encoded, after the middlewares have returned.
 	SentBytes     int
 	ReceivedBytes int
 }

@@ -108,6 +108,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	info := &cl.ctx.Info
 	cl.setIncomingSplit(md)
 	info.Attempt = attempt
+	info.ReceivedBytes = buf.Len()
 	info.Caller = r.Header.Get(connect.HeaderCaller)
 	cl.timeout = timeout
 	reply, err := s.run(cl, req)
@@ -126,6 +127,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		connectError(w, status.Errorf(codes.Internal, "server: encoding %s.%s reply: %v", m.service, m.name, err))
 		return
 	}
+	n := len(body) // before compression, as the byte counts are
 	h["Accept-Encoding"] = []string{connect.AcceptEncoding}
 	if len(body) >= connect.CompressMinBytes && acceptsGzip(r) {
 		zb := getConnectBuffer()
@@ -139,6 +141,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
+	s.replied(info, n)
 }
 
 // connectMethod finds the method a Connect path names: its last two

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	sproto "github.com/sluicerpc/sluice/codec/proto"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
 	"google.golang.org/grpc"
@@ -84,6 +85,7 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 			addr = p.Addr.String()
 		}
 		cl := newCall(ctx, m, "grpc", addr)
+		cl.ctx.Info.ReceivedBytes = sproto.Size(req)
 		if md, ok := grpcmd.FromIncomingContext(ctx); ok {
 			if v := md[ttheader.KeyAttempt]; len(v) > 0 {
 				cl.ctx.Info.Attempt = atoiOr(v[0], 1)
@@ -96,6 +98,9 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 		reply, err := s.run(cl, req)
 		if rmd := cl.ctx.Info.ResponseMetadata; len(rmd) > 0 {
 			grpc.SetHeader(ctx, grpcmd.MD(rmd))
+		}
+		if err == nil {
+			s.replied(&cl.ctx.Info, sproto.Size(reply))
 		}
 		return reply, err
 	}

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,44 +272,82 @@ func TestWithMetricsPlacement(t *testing.T) {
 	}
 }
 
-// TestCallBytes: the native protocol reports the encoded sizes of the
-// request and the reply in the call info, on both sides.
+// TestCallBytes: every protocol reports the encoded sizes of the request
+// and the reply in the call info, on both sides, and the server's metrics
+// count them.
 func TestCallBytes(t *testing.T) {
-	var serverReceived int
-	f := start(t, server.WithMiddleware(func(next endpoint.Endpoint) endpoint.Endpoint {
-		return func(ctx context.Context, req, resp any) error {
-			serverReceived = callinfo.FromContext(ctx).ReceivedBytes
-			return next(ctx, req, resp)
-		}
-	}))
-	var clientSent, clientReceived int
-	cl := dial(t, f.addr, client.WithMiddleware(func(next endpoint.Endpoint) endpoint.Endpoint {
-		return func(ctx context.Context, req, resp any) error {
-			err := next(ctx, req, resp)
-			info := callinfo.FromContext(ctx)
-			clientSent, clientReceived = info.SentBytes, info.ReceivedBytes
-			return err
-		}
-	}))
-	req := &echopb.EchoRequest{Message: "hello", Payload: bytes.Repeat([]byte{1}, 1000)}
-	resp, err := cl.Echo(context.Background(), req)
+	for _, p := range []client.Protocol{client.Native, client.GRPC, client.Connect} {
+		t.Run(p.String(), func(t *testing.T) {
+			var serverReceived atomic.Int64
+			m := newMetrics(t)
+			f := start(t, server.WithMetrics(m), server.WithMiddleware(func(next endpoint.Endpoint) endpoint.Endpoint {
+				return func(ctx context.Context, req, resp any) error {
+					serverReceived.Store(int64(callinfo.FromContext(ctx).ReceivedBytes))
+					return next(ctx, req, resp)
+				}
+			}))
+			var clientSent, clientReceived int
+			cl := dial(t, f.addr, client.WithProtocol(p), client.WithMiddleware(func(next endpoint.Endpoint) endpoint.Endpoint {
+				return func(ctx context.Context, req, resp any) error {
+					err := next(ctx, req, resp)
+					info := callinfo.FromContext(ctx)
+					clientSent, clientReceived = info.SentBytes, info.ReceivedBytes
+					return err
+				}
+			}))
+			req := &echopb.EchoRequest{Message: "hello", Payload: bytes.Repeat([]byte{1}, 1000)}
+			resp, err := cl.Echo(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := proto.Size(req); clientSent != want || serverReceived.Load() != int64(want) {
+				t.Errorf("request bytes: client sent %d, server received %d; want %d", clientSent, serverReceived.Load(), want)
+			}
+			want := proto.Size(resp)
+			if clientReceived != want {
+				t.Errorf("reply bytes: client received %d, want %d", clientReceived, want)
+			}
+			// The server reports the reply's size once it is encoded,
+			// after the chain: it may land a moment after the client's.
+			var sent float64
+			for deadline := time.Now().Add(5 * time.Second); sent != float64(want) && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				sent = metricValue(t, m, "sluice_server_sent_bytes_total")
+			}
+			if sent != float64(want) {
+				t.Errorf("sluice_server_sent_bytes_total = %v, want %d", sent, want)
+			}
+			if got := metricValue(t, m, "sluice_server_received_bytes_total"); got != float64(proto.Size(req)) {
+				t.Errorf("sluice_server_received_bytes_total = %v, want %d", got, proto.Size(req))
+			}
+			// An error reply's body is counted where the protocol has one
+			// (gRPC's status travels in trailers).
+			if _, err := cl.Echo(context.Background(), &echopb.EchoRequest{Message: "err:5"}); status.Code(err) != codes.NotFound {
+				t.Fatal(err)
+			}
+			if (clientReceived == 0) != (p == client.GRPC) {
+				t.Errorf("an error reply counted %d bytes", clientReceived)
+			}
+			runtime.KeepAlive(resp)
+		})
+	}
+}
+
+// metricValue is the value of the counter name summed over its series.
+func metricValue(t *testing.T, m *metrics.Metrics, name string) float64 {
+	t.Helper()
+	mfs, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := proto.Size(req); clientSent != want || serverReceived != want {
-		t.Errorf("request bytes: client sent %d, server received %d; want %d", clientSent, serverReceived, want)
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, mt := range mf.GetMetric() {
+				v += mt.GetCounter().GetValue()
+			}
+		}
 	}
-	if want := proto.Size(resp); clientReceived != want {
-		t.Errorf("reply bytes: client received %d, want %d", clientReceived, want)
-	}
-	// An error reply's body is counted too.
-	if _, err := cl.Echo(context.Background(), &echopb.EchoRequest{Message: "err:5"}); status.Code(err) != codes.NotFound {
-		t.Fatal(err)
-	}
-	if clientReceived == 0 {
-		t.Error("an error reply counted no bytes")
-	}
-	runtime.KeepAlive(resp)
+	return v
 }
 
 // BenchmarkMetricsOverhead runs BenchmarkCallParallel's load with and

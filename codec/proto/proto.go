@@ -34,3 +34,15 @@ func (codecImpl) Unmarshal(data []byte, v any) error {
 	}
 	return proto.Unmarshal(data, m)
 }
+
+// Size is the encoded size of msg, 0 for what is not a protobuf message:
+// the message bytes as the codec (or gRPC's) writes them, without framing
+// or compression. The gRPC adapters report it as the call's byte counts
+// (callinfo.Info.SentBytes, ReceivedBytes), which grpc-go does not give a
+// handler.
+func Size(msg any) int {
+	if m, ok := msg.(proto.Message); ok {
+		return proto.Size(m)
+	}
+	return 0
+}

@@ -53,9 +53,9 @@
 // Config.Buckets, DefaultBuckets unless set.
 //
 // The byte counters add callinfo.Info.SentBytes and ReceivedBytes: the
-// encoded messages as carried on the wire, without protocol framing
-// (gRPC's 5-byte message prefix, TTHeader's headers), compressed when the
-// protocol compressed them. On the server the reply's size is known only once it is
+// encoded messages, on every protocol, without protocol framing (gRPC's
+// 5-byte message prefix, TTHeader's headers) and before compression. On
+// the server the reply's size is known only once it is
 // encoded, after the middlewares return: server.WithMetrics reports it
 // through ServerSent, a chain that only has the Server middleware counts
 // received bytes alone.

@@ -152,6 +152,7 @@ func (c *Client) Call(ctx context.Context, info *callinfo.Info, req, resp any) e
 	if err != nil {
 		return status.Errorf(codes.Internal, "connect: encoding %s.%s request: %v", info.Service, info.Method, err)
 	}
+	info.SentBytes, info.ReceivedBytes = len(body), 0
 	gzipped := false
 	if c.opts.gzip && len(body) >= CompressMinBytes {
 		var zb bytes.Buffer
@@ -226,6 +227,7 @@ func (c *Client) Call(ctx context.Context, info *callinfo.Info, req, resp any) e
 			}
 			return DecodeError(hresp.StatusCode, nil)
 		}
+		info.ReceivedBytes = buf.Len()
 		err := DecodeError(hresp.StatusCode, buf.Bytes())
 		if status.Code(err) == codes.DeadlineExceeded && callerDeadlinePassed(ctx) {
 			return transport.ContextError(ctx, info) // both ends' timers fired: name the caller's
@@ -251,6 +253,7 @@ func (c *Client) Call(ctx context.Context, info *callinfo.Info, req, resp any) e
 		}
 		return err
 	}
+	info.ReceivedBytes = buf.Len()
 	if err := c.codec.Unmarshal(buf.Bytes(), resp); err != nil {
 		return status.Errorf(codes.Internal, "connect: decoding %s.%s reply: %v", info.Service, info.Method, err)
 	}
