@@ -13,8 +13,8 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
