@@ -219,7 +219,10 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 	if r := c.router; r != nil {
 		d := r.decide(ctx, info)
 		info.Rule, info.Route, info.Subset = d.Rule, d.Route, d.Subset.Name
-		if d.Delay > 0 {
+		// The call's draws hold for every attempt: its delay and its
+		// mirrored copy once, with the first attempt; its abort on each.
+		first := info.Attempt <= 1
+		if d.Delay > 0 && first {
 			if err := sleep(ctx, d.Delay); err != nil {
 				return transport.ContextError(ctx, info)
 			}
@@ -230,7 +233,9 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 		if p = r.picker(d); p == nil {
 			return route.NoInstance(info.Service, d)
 		}
-		r.mirror(ctx, info, d, req, resp)
+		if first {
+			r.mirror(ctx, info, d, req, resp)
+		}
 	}
 	var guards *breaker.Set
 	if c.opts.policy != nil {

@@ -222,7 +222,10 @@ func WithMetrics(m *metrics.Metrics) Option {
 // (falling back to the base instances unless the lane is STRICT), mirrored
 // to a shadow subset, or delayed and aborted for fault injection. A
 // mirrored copy goes out on a bounded queue, fire and forget: it never
-// delays or fails the call. t may change while the client runs.
+// delays or fails the call. A call is routed once: its retries and hedges
+// go to the subset its first attempt was sent to (avoiding the instances
+// that failed), and only the first attempt is delayed or mirrored. t may
+// change while the client runs.
 func WithRoutes(t *route.Table) Option {
 	return func(o *options) { o.routes = t }
 }

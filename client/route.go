@@ -20,8 +20,9 @@ import (
 // subset, lane, mirror and fault, and keeps one picker per target built
 // from the current instances.
 type router struct {
-	c *Client
-	t *route.Table
+	c    *Client
+	t    *route.Table
+	salt uint64 // mixed into each call's draw
 
 	mu      sync.Mutex                                       // serialises picker builds and resets
 	ins     []discovery.Instance                             // the current snapshot
@@ -52,7 +53,7 @@ const (
 )
 
 func newRouter(c *Client, t *route.Table) *router {
-	r := &router{c: c, t: t, mirrors: make(chan mirrorCall, mirrorQueue)}
+	r := &router{c: c, t: t, mirrors: make(chan mirrorCall, mirrorQueue), salt: rand.Uint64()}
 	r.pickers.Store(&map[route.Target]balancer.Picker{})
 	r.stopSub = t.Subscribe(r.reset)
 	return r
@@ -73,7 +74,10 @@ func (r *router) reset() {
 	r.mu.Unlock()
 }
 
-// decide evaluates the rules for the call info describes.
+// decide evaluates the rules for the call info describes. Every attempt
+// of a call (retries, hedges) draws the same random number, so it makes
+// the same weighted choice, mirror and fault draws as the first did, as
+// long as the rules stay: a call is routed once, as in Envoy.
 func (r *router) decide(ctx context.Context, info *callinfo.Info) route.Decision {
 	return r.t.Decide(route.Input{
 		Side:         callinfo.Client,
@@ -83,8 +87,18 @@ func (r *router) decide(ctx context.Context, info *callinfo.Info) route.Decision
 		CallerLabels: r.c.opts.callerLabels,
 		Metadata:     func(k string) (string, bool) { return metadata.OutgoingValue(ctx, k) },
 		Baggage:      func(k string) (string, bool) { return metadata.BaggageValue(ctx, k) },
-		Rand:         rand.Uint64(),
+		Rand:         r.draw(info),
 	})
+}
+
+// draw returns the call's random number: its Start, which all its
+// attempts share, mixed with the router's salt (Decide mixes it again
+// for each draw); a call without a Start gets a fresh one.
+func (r *router) draw(info *callinfo.Info) uint64 {
+	if info.Start.IsZero() {
+		return rand.Uint64()
+	}
+	return uint64(info.Start.UnixNano()) ^ r.salt
 }
 
 // picker returns the picker over the instances d selects; nil when there

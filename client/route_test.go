@@ -18,6 +18,7 @@ import (
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/examples/echo/echotest"
 	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/retry"
 	"github.com/sluicerpc/sluice/route"
 	"github.com/sluicerpc/sluice/server"
 	"github.com/sluicerpc/sluice/status"
@@ -296,5 +297,64 @@ func TestClientFault(t *testing.T) {
 	}
 	if n := impl.calls.Load(); n != 1 {
 		t.Fatalf("the instance received %d calls, want 1: an aborted call is not sent", n)
+	}
+}
+
+// TestRetriesKeepTheSubset: a call is routed once. Under a 50/50 split
+// where every instance fails, all three attempts of each call reach the
+// subset the first one drew, and calls still spread over both subsets.
+func TestRetriesKeepTheSubset(t *testing.T) {
+	var ins []discovery.Instance
+	impls := map[string]*counting{}
+	for _, v := range []string{"v1", "v1", "v2", "v2"} {
+		impl := &counting{Service: echo.Service{ServedBy: v, FailRate: 1}}
+		addr := echotest.Serve(t, func(string) echopb.EchoServiceServer { return impl })
+		ins = append(ins, discovery.Instance{Addr: addr, Labels: map[string]string{"version": v}})
+		impls[addr] = impl
+	}
+	tb, err := route.NewTable(ruleDoc(route.Route{Name: "split", Destinations: []route.Destination{
+		{Subset: map[string]string{"version": "v1"}, Weight: 50},
+		{Subset: map[string]string{"version": "v2"}, Weight: 50},
+	}}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := retry.New(retry.Config{MaxAttempts: 3, InitialBackoff: time.Microsecond, Codes: []codes.Code{codes.Unavailable}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New("chain", client.WithResolver(static.Of(ins...)), client.WithRoutes(tb), client.WithMiddleware(rp.Middleware()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl := echopb.NewEchoServiceClient(c)
+	bySubset := func() map[string]int64 {
+		n := map[string]int64{}
+		for _, in := range ins {
+			n[in.Labels["version"]] += impls[in.Addr].calls.Load()
+		}
+		return n
+	}
+	calls := map[string]int{}
+	for i := 0; i < 40; i++ {
+		before := bySubset()
+		if _, err := cl.Echo(context.Background(), &echopb.EchoRequest{Message: "x"}); status.Code(err) != codes.Unavailable {
+			t.Fatalf("call %d: %v, want Unavailable", i, err)
+		}
+		after := bySubset()
+		d1, d2 := after["v1"]-before["v1"], after["v2"]-before["v2"]
+		if d1*d2 != 0 || d1+d2 != 3 {
+			t.Fatalf("call %d: attempts reached v1 %d times, v2 %d times; want 3 on one subset", i, d1, d2)
+		}
+		if d1 > 0 {
+			calls["v1"]++
+		} else {
+			calls["v2"]++
+		}
+	}
+	// 40 calls at 50/50: both subsets get some (all on one: p = 2^-39).
+	if calls["v1"] == 0 || calls["v2"] == 0 {
+		t.Errorf("calls by subset %v: the split drew one subset only", calls)
 	}
 }
