@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -104,6 +105,61 @@ func TestControlPlaneCLI(t *testing.T) {
 	}
 	if code, out, _ := run("get", "rules", "--server", p.Addr(), "-o", "json"); code != 0 || !strings.Contains(out, `"size": 2`) {
 		t.Fatalf("rules after a rejected apply: %d %q", code, out)
+	}
+	// Route rules: applied, shown with their versions, a changed one with
+	// a higher version; a bad one names its field and changes nothing.
+	rules := filepath.Join(dir, "rules.yaml")
+	routeDoc := func(weight int) string {
+		return fmt.Sprintf(`apiVersion: sluice/v1
+kind: RouteRule
+metadata: {name: echo}
+spec:
+  service: sluice.examples.echo.v1.EchoService
+  routes:
+  - name: split
+    destinations: [{subset: {version: v1}, weight: %d}, {subset: {version: v2}, weight: %d}]
+---
+apiVersion: sluice/v1
+kind: Lane
+metadata: {name: blue}
+spec:
+  ingress: {headers: [{key: x-lane, exact: blue}]}
+`, 100-weight, weight)
+	}
+	versions := func() map[string]string {
+		code, out, errOut := run("get", "rules", "--server", p.Addr())
+		if code != 0 {
+			t.Fatalf("get rules: %d %q", code, errOut)
+		}
+		v := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+			if f := strings.Fields(l); len(f) == 3 {
+				v[f[0]+"/"+f[1]] = f[2]
+			}
+		}
+		return v
+	}
+	os.WriteFile(rules, []byte(routeDoc(10)), 0o600)
+	if code, out, errOut := run("apply", "-f", rules, "--server", p.Addr()); code != 0 || !strings.Contains(out, "RouteRule/echo applied") || !strings.Contains(out, "Lane/blue applied") {
+		t.Fatalf("apply rules: %d %q %q", code, out, errOut)
+	}
+	v1 := versions()
+	if v1["RouteRule/echo"] == "" || v1["Lane/blue"] == "" {
+		t.Fatalf("get rules shows %v, want RouteRule/echo and Lane/blue", v1)
+	}
+	os.WriteFile(rules, []byte(routeDoc(50)), 0o600)
+	if code, _, errOut := run("apply", "-f", rules, "--server", p.Addr()); code != 0 {
+		t.Fatalf("re-apply rules: %d %q", code, errOut)
+	}
+	if v2 := versions(); v2["RouteRule/echo"] == v1["RouteRule/echo"] {
+		t.Errorf("a changed RouteRule kept version %s", v2["RouteRule/echo"])
+	}
+	os.WriteFile(rules, []byte(strings.Replace(routeDoc(50), "weight: 50}, {", "weight: -1}, {", 1)), 0o600)
+	if code, _, errOut := run("apply", "-f", rules, "--server", p.Addr()); code != 1 || !strings.Contains(errOut, "spec.routes[0].destinations[0].weight") {
+		t.Fatalf("bad RouteRule: %d %q", code, errOut)
+	}
+	if code, out, _ := run("get", "rules", "--server", p.Addr(), "-o", "json"); code != 0 || !strings.Contains(out, `"weight": 50`) {
+		t.Fatalf("rules after a rejected RouteRule: %d %q", code, out)
 	}
 	if code, _, errOut := run("get", "rules", "--server", "127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "unreachable") {
 		t.Fatalf("unreachable control plane: %d %q", code, errOut)
