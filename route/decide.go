@@ -297,68 +297,116 @@ func filter(ins []discovery.Instance, keep func(discovery.Instance) bool) []disc
 // each; the values of further keys are looked up at each use.
 const maxSlots = 16
 
-// lookups remembers what one Decide has looked up: the values of the keys
-// with slots, and which tests held and failed.
+// lookups holds the values of the keys with slots that one Decide has
+// looked up. It lives on Decide's stack.
 type lookups struct {
-	vals         [maxSlots]string
-	done, have   uint32
-	held, failed uint64
+	vals       [maxSlots]string
+	done, have uint32 // by slot: looked up, found
 }
 
-// value looks up the key m tests, once per call when it has a slot. On
-// the first look-up of a slot of rule r it also settles r's tests that the
-// key's presence decides, and, for a key with several exact tests, those
-// tests (and, when one holds, every test on the key) with one map access.
-func (c *lookups) value(in *Input, r *rule, m *matcher) (string, bool) {
+// verdicts are the results of a rule's tests of index < 64 that one
+// Decide knows: by test (rule.tests[i] for bit i), which held and which
+// failed. They live on Decide's stack.
+type verdicts struct{ held, failed uint64 }
+
+// settle looks up the key of r's slot s and records in t the tests on the
+// key that its value settles (see keyTests): its presence settles the
+// present and absent tests, or, when absent, every test; an exact test
+// that holds settles every test on the key, else all its exact tests
+// fail; and the probes fail the prefix and regex tests the value cannot
+// pass, those of them that routes from index from on need. The tests
+// left run when a route needs them.
+func (c *lookups) settle(in *Input, r *rule, s uint, from int, t *verdicts) {
+	k := &r.keys[s]
+	v, ok := lookup(in, k.bag, k.key)
+	c.vals[s] = v
+	c.done |= 1 << s
+	if !ok {
+		t.held |= k.absent
+		t.failed |= k.present | k.valued
+		return
+	}
+	c.have |= 1 << s
+	held, failed := k.present, k.absent
+	if k.exactAll != 0 {
+		if i := k.exactTest(v); i >= 0 {
+			m := &r.tests[i]
+			t.held |= held | 1<<i | m.implyHeld
+			t.failed |= failed | m.implyFailed
+			return
+		}
+		failed |= k.exactAll
+	}
+	for i := range k.probes {
+		p := &k.probes[i]
+		if p.route < from {
+			break // only routes tried already need the rest
+		}
+		if !p.pass(v) {
+			failed |= p.fails
+		}
+	}
+	t.held |= held
+	t.failed |= failed
+}
+
+// exactTest returns the index of the exact test on the key that v holds;
+// -1 for none.
+func (k *keyTests) exactTest(v string) int {
+	if k.exactMap != nil {
+		if i, ok := k.exactMap[v]; ok {
+			return i
+		}
+		return -1
+	}
+	for _, e := range k.exact {
+		if e.value == v {
+			return e.test
+		}
+	}
+	return -1
+}
+
+// pass reports whether v may pass the probe's test.
+func (p *probe) pass(v string) bool {
+	if len(v) < p.n {
+		return false
+	}
+	off := 0
+	if p.end {
+		off = len(v) - p.n
+	}
+	return v[off] == p.first && v[off+p.n-1] == p.last
+}
+
+// value returns the value of the key m tests: the one looked up when
+// its slot is settled, else looked up now.
+func (c *lookups) value(in *Input, m *matcher) (string, bool) {
+	if s := uint(m.slot); s < maxSlots && c.done&(1<<s) != 0 {
+		return c.vals[s], c.have&(1<<s) != 0
+	}
+	return lookup(in, m.bag, m.key)
+}
+
+// metadata returns the value of a metadata key: the one looked up when
+// slot is settled, else looked up now.
+func (c *lookups) metadata(in *Input, slot int, key string) (string, bool) {
+	if s := uint(slot); s < maxSlots && c.done&(1<<s) != 0 {
+		return c.vals[s], c.have&(1<<s) != 0
+	}
+	return lookup(in, false, key)
+}
+
+// lookup looks up a metadata key, or a baggage member when bag.
+func lookup(in *Input, bag bool, key string) (string, bool) {
 	get := in.Metadata
-	if m.bag {
+	if bag {
 		get = in.Baggage
 	}
-	if m.slot < 0 {
-		if get == nil {
-			return "", false
-		}
-		return get(m.key)
+	if get == nil {
+		return "", false
 	}
-	bit := uint32(1) << m.slot
-	if c.done&bit == 0 {
-		var v string
-		var ok bool
-		if get != nil {
-			v, ok = get(m.key)
-		}
-		c.vals[m.slot] = v
-		c.done |= bit
-		if ok {
-			c.have |= bit
-		}
-		if r != nil {
-			k := &r.keys[m.slot]
-			if ok {
-				c.held |= k.present
-				c.failed |= k.absent
-				if k.exact != nil {
-					if i, found := k.exact[v]; found {
-						t := &r.tests[i]
-						c.held |= 1<<i | t.implyHeld
-						c.failed |= t.implyFailed
-					} else {
-						c.failed |= k.exactAll
-					}
-				}
-			} else {
-				c.held |= k.absent
-				c.failed |= k.present | k.valued
-			}
-		}
-	}
-	return c.vals[m.slot], c.have&bit != 0
-}
-
-// metadata looks up a metadata key, once per call when it has a slot.
-func (c *lookups) metadata(in *Input, slot int, key string) (string, bool) {
-	m := matcher{key: key, slot: slot}
-	return c.value(in, nil, &m)
+	return get(key)
 }
 
 // Decide evaluates the rules for one call: the rule of in.Service, its
@@ -368,13 +416,14 @@ func (c *lookups) metadata(in *Input, slot int, key string) (string, bool) {
 // route matches, goes to all instances (the zero Subset), in its lane.
 //
 // Decide does not allocate and takes no lock; a nil Table decides the zero
-// Decision. Its cost grows with the tests it must run, not with the
-// routes: each distinct test of a rule runs at most once per call, each
-// key is looked up once, several exact tests on one key are settled by
-// one map access, and a test's result settles the tests it implies (a
-// value that starts with "ios-17" starts with "ios-", and not with
-// "android-"), so the routes needing a test that failed are skipped at
-// once.
+// Decision. Its cost grows with the distinct tests and keys it must look
+// at, not with the routes: each key is looked up once, and its value
+// settles at once most tests on it (all exact tests by one scan or map
+// access, most prefix and regex tests by a byte or two); each distinct
+// test of a rule runs at most once per call, and its result settles the
+// tests it implies (a value that starts with "ios-17" starts with "ios-",
+// and not with "android-"); so the routes needing a test that failed are
+// skipped at once. The rule type in table.go tells more.
 func (t *Table) Decide(in Input) Decision {
 	if t == nil {
 		return Decision{}
@@ -394,11 +443,8 @@ func (t *Table) Decide(in Input) Decision {
 	}
 	d.Rule = r.name
 	var c lookups
-	for i := range r.routes {
+	if i := c.first(r, &in); i >= 0 {
 		rt := &r.routes[i]
-		if rt.need&c.failed != 0 || !rt.matches(r, &in, &c) {
-			continue
-		}
 		d.Route = rt.name
 		server := in.Side == callinfo.Server
 		if !server {
@@ -433,7 +479,6 @@ func (t *Table) Decide(in Input) Decision {
 				d.Abort = f.abort
 			}
 		}
-		return d
 	}
 	return d
 }
@@ -467,11 +512,9 @@ func (t *Table) Ingress(in Input) (lane string, ok bool) {
 	return "", false
 }
 
-// matches reports whether the call meets every condition of the route,
-// cheapest first. Each test of the rule runs at most once per call: c
-// remembers which held and which failed, so a route needing a test that
-// failed is skipped at once.
-func (rt *route) matches(r *rule, in *Input, c *lookups) bool {
+// meets reports whether the call meets the route's conditions other than
+// its metadata and baggage tests.
+func (rt *route) meets(in *Input) bool {
 	if len(rt.methods) > 0 && !contains(rt.methods, in.Method) {
 		return false
 	}
@@ -483,43 +526,63 @@ func (rt *route) matches(r *rule, in *Input, c *lookups) bool {
 			return false
 		}
 	}
-	for todo := rt.need &^ c.held; todo != 0; todo &= todo - 1 {
-		if rt.need&c.failed != 0 {
-			return false
-		}
-		i := bits.TrailingZeros64(todo)
-		bit := uint64(1) << i
-		if c.held&bit != 0 {
-			continue // held since the loop began
-		}
-		m := &r.tests[i]
-		var v string
-		var ok bool
-		if s := uint(m.slot); s < maxSlots && c.done&(1<<s) != 0 {
-			v, ok = c.vals[s], c.have&(1<<s) != 0 // looked up already
-		} else {
-			v, ok = c.value(in, r, m)
-			if c.held&bit != 0 {
-				continue
-			}
-			if c.failed&bit != 0 {
-				return false
-			}
-		}
-		if !m.test(v, ok) {
-			c.failed |= bit | m.failImplies
-			return false
-		}
-		c.held |= bit | m.implyHeld
-		c.failed |= m.implyFailed
-	}
-	for _, i := range rt.more {
-		m := &r.tests[i]
-		if v, ok := c.value(in, r, m); !m.test(v, ok) {
-			return false
-		}
-	}
 	return true
+}
+
+// first returns the index of the first route of r the call matches; -1
+// for none. Of each route that needs no test known to have failed and
+// meets its other conditions, it looks up the keys it tests that have
+// not been (settle), then runs its tests that are left, cheapest first.
+// A test of index < 64 runs at most once per call: t remembers which held
+// and which failed.
+func (c *lookups) first(r *rule, in *Input) int {
+	var t verdicts
+routes:
+	for i := range r.plan {
+		p := &r.plan[i]
+		need := p.need
+		if need&t.failed != 0 {
+			continue
+		}
+		rt := &r.routes[i]
+		if p.cond && !rt.meets(in) {
+			continue
+		}
+		for ks := p.slots &^ c.done; ks != 0; ks &= ks - 1 {
+			c.settle(in, r, uint(bits.TrailingZeros32(ks)), i, &t)
+			if need&t.failed != 0 {
+				continue routes
+			}
+		}
+		for todo := need &^ t.held; todo != 0; todo = need &^ t.held {
+			n := bits.TrailingZeros64(todo)
+			m := &r.tests[n]
+			var v string
+			var ok bool
+			if s := uint(m.slot); s < maxSlots {
+				v, ok = c.vals[s], c.have&(1<<s) != 0
+			} else {
+				v, ok = lookup(in, m.bag, m.key)
+			}
+			if !m.test(v, ok) {
+				t.failed |= 1<<n | m.failImplies
+				continue routes
+			}
+			t.held |= 1<<n | m.implyHeld
+			t.failed |= m.implyFailed
+			if need&t.failed != 0 {
+				continue routes
+			}
+		}
+		for _, n := range rt.more { // their keys are looked up (plan.slots)
+			m := &r.tests[n]
+			if v, ok := c.value(in, m); !m.test(v, ok) {
+				continue routes
+			}
+		}
+		return i
+	}
+	return -1
 }
 
 func contains(l []string, s string) bool {
@@ -556,12 +619,12 @@ func (m *matcher) test(v string, ok bool) bool {
 	case opPrefix:
 		return strings.HasPrefix(v, m.value)
 	}
+	if m.simple != nil {
+		return m.simple.match(v)
+	}
 	// Every match starts with m.value and ends with m.suffix.
 	if !strings.HasPrefix(v, m.value) || !strings.HasSuffix(v, m.suffix) {
 		return false
-	}
-	if m.simple != nil {
-		return m.simple.match(v)
 	}
 	return m.re.MatchString(v)
 }
@@ -578,10 +641,9 @@ func (l *lane) admits(in *Input) bool {
 	} else if in.Caller != "" {
 		return false
 	}
-	var c lookups // the matchers have no slots: each key is looked up where used
 	for i := range l.headers {
 		m := &l.headers[i]
-		if v, ok := c.value(in, nil, m); m.test(v, ok) {
+		if v, ok := lookup(in, m.bag, m.key); m.test(v, ok) {
 			return true
 		}
 	}

@@ -2,7 +2,6 @@ package route
 
 import (
 	"regexp/syntax"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -25,7 +24,10 @@ import (
 // nested repetitions, ...), which package regexp then matches. A match
 // decides as package regexp does, invalid UTF-8 included (each bad byte
 // is U+FFFD): FuzzSimpleRegex compares the two.
+//
+// A leading literal and a trailing one are taken off first: pre and tail.
 type simpleRE struct {
+	pre    string // a literal the value starts with
 	head   []elem // matched left to right
 	middle *elem  // the last variable element: takes what head and tail leave
 	tail   string // a literal the value ends with
@@ -85,7 +87,13 @@ func compileSimple(expr string) *simpleRE {
 	// All of it left to right, if every variable element but the last
 	// is followed by one that needs a character it cannot take.
 	if greedySafe(es, len(es)-1) {
-		return &simpleRE{head: es}
+		s := &simpleRE{head: es}
+		if n := len(es); n > 0 && es[n-1].lit != "" {
+			// The element before cannot take the literal's first
+			// character, so the literal is at the end.
+			s.head, s.tail = es[:n-1], es[n-1].lit
+		}
+		return s.trimPre()
 	}
 	// Else the last variable element in the middle, literals after it.
 	last := -1
@@ -103,6 +111,14 @@ func compileSimple(expr string) *simpleRE {
 	}
 	if !greedySafe(es[:last+1], last) {
 		return nil
+	}
+	return s.trimPre()
+}
+
+// trimPre takes a leading literal element off head into pre.
+func (s *simpleRE) trimPre() *simpleRE {
+	if len(s.head) > 0 && s.head[0].lit != "" {
+		s.pre, s.head = s.head[0].lit, s.head[1:]
 	}
 	return s
 }
@@ -242,15 +258,21 @@ func disjoint(a, b *elem) bool {
 
 // match reports whether the whole of v matches.
 func (s *simpleRE) match(v string) bool {
-	if s.middle != nil {
-		if !strings.HasSuffix(v, s.tail) {
-			return false
-		}
-		v = v[:len(v)-len(s.tail)]
+	if len(v) < len(s.pre)+len(s.tail) || !hasPrefix(v, s.pre) || !hasPrefix(v[len(v)-len(s.tail):], s.tail) {
+		return false
 	}
+	v = v[len(s.pre) : len(v)-len(s.tail)]
 	for i := range s.head {
+		e := &s.head[i]
+		if e.lit != "" {
+			if !hasPrefix(v, e.lit) {
+				return false
+			}
+			v = v[len(e.lit):]
+			continue
+		}
 		var ok bool
-		if v, ok = s.head[i].take(v); !ok {
+		if v, ok = e.take(v); !ok {
 			return false
 		}
 	}
@@ -261,29 +283,44 @@ func (s *simpleRE) match(v string) bool {
 	return ok && rest == ""
 }
 
-// take matches e at the start of v, greedily, and returns what is left.
+// take matches the class e at the start of v, greedily, and returns what
+// is left.
 func (e *elem) take(v string) (string, bool) {
-	if e.lit != "" {
-		if !strings.HasPrefix(v, e.lit) {
-			return v, false
-		}
-		return v[len(e.lit):], true
+	limit := e.max
+	if limit < 0 {
+		limit = len(v) // a rune takes a byte at least
 	}
-	n := 0
-	for v != "" && (e.max < 0 || n < e.max) {
-		if c := v[0]; c < utf8.RuneSelf {
+	i, n := 0, 0
+	for ; i < len(v) && n < limit; n++ {
+		if c := v[i]; c < utf8.RuneSelf {
 			if e.ascii[c>>6]&(1<<(c&63)) == 0 {
 				break
 			}
-			v = v[1:]
+			i++
 		} else {
-			r, size := utf8.DecodeRuneInString(v)
+			r, size := utf8.DecodeRuneInString(v[i:])
 			if !e.has(r) {
 				break
 			}
-			v = v[size:]
+			i += size
 		}
-		n++
 	}
-	return v, n >= e.min
+	return v[i:], n >= e.min
+}
+
+// hasPrefix is strings.HasPrefix, comparing the short prefixes of route
+// rules byte by byte rather than calling the runtime's memequal.
+func hasPrefix(v, prefix string) bool {
+	if len(v) < len(prefix) {
+		return false
+	}
+	if len(prefix) > 16 {
+		return v[:len(prefix)] == prefix
+	}
+	for i := 0; i < len(prefix); i++ {
+		if v[i] != prefix[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/bits"
 	"regexp"
 	"regexp/syntax"
 	"sort"
@@ -40,27 +41,102 @@ type generation struct {
 	laneKeys []string         // the label keys of the lanes, sorted, distinct
 }
 
+// rule is a RouteRule compiled for Decide. The work of matching is done
+// here, once per Update, so that what a call costs grows with the
+// distinct tests and keys it must look at, not with the routes:
+//
+//   - Tests are deduplicated: identical tests (key, kind, value or
+//     pattern) of all the routes are one entry of tests, numbered
+//     cheapest kind first, and a route names those it needs as a bitset
+//     (plan.need). Decide keeps on its stack which tests held and which
+//     failed (verdicts), so a test runs at most once per call, however
+//     many routes share it, and a route that needs a test that failed is
+//     skipped with one AND.
+//   - Each distinct key has a lookup slot: Decide looks it up once, when
+//     the first route it tries that tests the key comes up, and settles at
+//     once the tests on the key that its value decides cheaply (keyTests):
+//     its presence settles the present and absent tests (and, when the key
+//     is absent, every test); one scan of the exact values, or one map
+//     access, finds the exact test that holds, whose value settles every
+//     other test on the key (compileRule ran them on it), or else fails
+//     every exact test; and probes, the first and last bytes of a prefix
+//     or of a regex's literal prefix or suffix, fail most of the prefix
+//     and regex tests that cannot hold without running them.
+//   - The tests left run when a route needs them, and their results
+//     settle the tests they imply (matcher.implyHeld and friends): a value
+//     that starts with "ios-17" starts with "ios-", and not with
+//     "android-".
+//   - Regular expressions that are simple sequences of literals and
+//     character classes match without package regexp (simpleRE).
+//
+// In BenchmarkDecide's rule (20 routes of 5 tests on 5 keys, the routes
+// but the last each failing one), Decide so looks each key up once,
+// settles all but three tests while doing so, and runs those three (two
+// prefixes and a regex).
 type rule struct {
 	name   string
 	routes []route
+	// plan is, by route, what Decide's loop over the routes reads, packed.
+	plan []plan
 	// tests are the rule's distinct metadata and baggage tests, cheapest
-	// first; a route names its own by index. Decide runs each at most
-	// once per call, whichever routes share it.
+	// first; a route names its own by index.
 	tests []matcher
 	// keys holds, by lookup slot, the tests (of index < 64) on the slot's
-	// key that its presence decides.
+	// key that its presence or value settles.
 	keys []keyTests
 }
 
-// keyTests are the tests on one key that its presence or value decides:
-// present and absent tests, the tests of a value, which fail without one,
-// and exact tests, of which at most one holds.
+// keyTests are the tests (of index < 64) on the key of one lookup slot,
+// which Decide settles, as far as the value decides them cheaply, when it
+// looks the key up (lookups.settle): present and absent tests; the tests
+// of a value, which fail without one; exact tests, of which at most one
+// holds; and probes of prefix and regex tests.
 type keyTests struct {
+	key string // lower case for metadata
+	bag bool   // a baggage member, not metadata
+
 	present, absent, valued uint64
-	// exact maps the values of the exact tests to their indexes, when the
-	// key has more than one: one map access settles them all.
-	exact    map[string]int
+	// exactAll are the exact tests, whose values are in exact, or in
+	// exactMap when there are many: one scan or map access settles them.
 	exactAll uint64
+	exact    []exactTest
+	exactMap map[string]int
+	probes   []probe
+}
+
+// exactTest is an exact test's value and index.
+type exactTest struct {
+	value string
+	test  int
+}
+
+// maxExactScan is how many exact values on one key keyTests.exact scans;
+// more go in a map.
+const maxExactScan = 8
+
+// probe is a cheap necessary condition of a prefix or regex test: the
+// value holds a literal of n bytes (the prefix, or the regex's literal
+// prefix or suffix) at its start, or at its end when end, as the
+// literal's first and last bytes show.
+type probe struct {
+	// fails are the tests a value that fails the probe fails: the test
+	// and those its failure implies.
+	fails uint64
+	// route is the last route that needs one of fails. A key's probes
+	// are sorted by route, latest first: Decide runs only those that
+	// the routes it has yet to try need.
+	route       int
+	n           int
+	end         bool
+	first, last byte
+}
+
+// plan is what Decide needs to know of a route to skip it, or to look up
+// the keys it tests before running its tests.
+type plan struct {
+	need  uint64 // the tests (rule.tests[i] for bit i < 64) that must hold
+	slots uint32 // the lookup slots of the keys the route tests
+	cond  bool   // the route has methods, callers or callerLabels
 }
 
 type route struct {
@@ -68,8 +144,7 @@ type route struct {
 	methods      []string
 	callers      []string
 	callerLabels []label
-	need         uint64 // the tests (rule.tests[i] for bit i < 64) that must hold
-	more         []int  // the tests of index 64 and up that must hold
+	more         []int // the tests of index 64 and up that must hold
 	dests        []Subset
 	cum          []uint64 // cumulative weights of dests
 	total        uint64
@@ -368,6 +443,9 @@ func compileRule(name string, r *Rule) *rule {
 		cr.tests[n] = t
 	}
 	cr.keys = make([]keyTests, len(slots))
+	for sk, i := range slots {
+		cr.keys[i].key, cr.keys[i].bag = sk.key, sk.bag
+	}
 	for n := range cr.tests {
 		t := &cr.tests[n]
 		if n >= 64 {
@@ -386,7 +464,6 @@ func compileRule(name string, r *Rule) *rule {
 		}
 		if t.op == opPrefix {
 			t.implyHeld, t.implyFailed, t.failImplies = prefixImplications(cr.tests, n)
-			continue
 		}
 		if t.op != opExact {
 			continue
@@ -394,10 +471,7 @@ func compileRule(name string, r *Rule) *rule {
 		if t.slot >= 0 {
 			k := &cr.keys[t.slot]
 			k.exactAll |= 1 << n
-			if k.exact == nil {
-				k.exact = map[string]int{}
-			}
-			k.exact[t.value] = n
+			k.exact = append(k.exact, exactTest{t.value, n})
 		}
 		for n2 := range cr.tests[:min(len(cr.tests), 64)] {
 			t2 := &cr.tests[n2]
@@ -411,30 +485,65 @@ func compileRule(name string, r *Rule) *rule {
 			}
 		}
 	}
+	var last [64]int // by test: the last route that needs it
+	for i := range perRoute {
+		for _, o := range perRoute[i] {
+			if n := renum[o]; n < 64 {
+				last[n] = i
+			}
+		}
+	}
+	for n := range cr.tests[:min(len(cr.tests), 64)] {
+		if t := &cr.tests[n]; t.slot >= 0 {
+			if p, ok := probeOf(t); ok {
+				p.fails = 1<<n | t.failImplies
+				for f := p.fails; f != 0; f &= f - 1 {
+					p.route = max(p.route, last[bits.TrailingZeros64(f)])
+				}
+				k := &cr.keys[t.slot]
+				k.probes = append(k.probes, p)
+			}
+		}
+	}
 	for i := range cr.keys {
-		if k := &cr.keys[i]; len(k.exact) < 2 {
-			k.exact, k.exactAll = nil, 0
+		ps := cr.keys[i].probes
+		sort.SliceStable(ps, func(a, b int) bool { return ps[a].route > ps[b].route })
+	}
+	for i := range cr.keys {
+		if k := &cr.keys[i]; len(k.exact) > maxExactScan {
+			k.exactMap = make(map[string]int, len(k.exact))
+			for _, e := range k.exact {
+				k.exactMap[e.value] = e.test
+			}
+			k.exact = nil
 		}
 	}
 	for i := range r.Routes {
 		rt := &r.Routes[i]
 		c := &cr.routes[i]
 		c.name = routeName(rt, i)
+		var pl plan
 		if m := rt.Match; m != nil {
 			c.methods = append([]string(nil), m.Method...)
 			c.callers = append([]string(nil), m.Caller...)
 			for _, k := range sortedKeys(m.CallerLabels) {
 				c.callerLabels = append(c.callerLabels, label{k, m.CallerLabels[k]})
 			}
+			pl.cond = len(c.methods)+len(c.callers)+len(c.callerLabels) > 0
 			for _, o := range perRoute[i] {
-				if n := renum[o]; n < 64 {
-					c.need |= 1 << n
+				n := renum[o]
+				if n < 64 {
+					pl.need |= 1 << n
 				} else {
 					c.more = append(c.more, n)
+				}
+				if s := cr.tests[n].slot; s >= 0 {
+					pl.slots |= 1 << s
 				}
 			}
 			sort.Ints(c.more)
 		}
+		cr.plan = append(cr.plan, pl)
 		var total uint64
 		for _, d := range rt.Destinations {
 			total += uint64(d.Weight)
@@ -469,6 +578,26 @@ func compileRule(name string, r *Rule) *rule {
 		}
 	}
 	return cr
+}
+
+// probeOf returns the probe of a prefix or regex test; false for other
+// tests, and for a regex without a literal prefix or suffix. A regex's
+// probe tests the longer of the two.
+func probeOf(t *matcher) (probe, bool) {
+	lit, end := t.value, false
+	switch t.op {
+	case opPrefix:
+	case opRegex:
+		if len(t.suffix) >= len(lit) {
+			lit, end = t.suffix, true
+		}
+	default:
+		return probe{}, false
+	}
+	if lit == "" {
+		return probe{}, false
+	}
+	return probe{n: len(lit), end: end, first: lit[0], last: lit[len(lit)-1]}, true
 }
 
 // prefixImplications returns what the result of the prefix test tests[n]
