@@ -43,6 +43,12 @@ func TestMatch(t *testing.T) {
 			{md: kv("x-v", "v12"), want: true}, {md: kv("x-v", "v12x")}, {md: kv("x-v", "xv1")}, {md: kv("x-v", "")}, {}}},
 		{"header regex literal", `{headers: [{key: x-v, regex: beta}]}`, []call{
 			{md: kv("x-v", "beta"), want: true}, {md: kv("x-v", "betas")}}},
+		// U+FFFD in a regex matches each invalid byte, as in package
+		// regexp: such a literal is no exact match, nor a byte prefix.
+		{"header regex literal with U+FFFD", "{headers: [{key: x-v, regex: \"a\\uFFFD\"}]}", []call{
+			{md: kv("x-v", "a\xff"), want: true}, {md: kv("x-v", "a\uFFFD"), want: true}, {md: kv("x-v", "ab")}}},
+		{"header regex with U+FFFD and a class", "{headers: [{key: x-v, regex: \"\\uFFFD[0-9]+\\uFFFD\"}]}", []call{
+			{md: kv("x-v", "\xfe12\xff"), want: true}, {md: kv("x-v", "x12\xff")}}},
 		{"header regex alternation with a common prefix", `{headers: [{key: x-v, regex: "ab(c|d)"}]}`, []call{
 			{md: kv("x-v", "abc"), want: true}, {md: kv("x-v", "abd"), want: true}, {md: kv("x-v", "abe")}}},
 		{"header regex case-insensitive", `{headers: [{key: x-v, regex: "(?i)beta-.*"}]}`, []call{

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicerpc/sluice/config"
 	"github.com/sluicerpc/sluice/discovery"
@@ -656,13 +657,18 @@ func compileMatches(ms []StringMatch, bag bool) []matcher {
 		default:
 			re, _ := compileRegex(m.Regex) // validated
 			prefix, complete := regexp.MustCompile(m.Regex).LiteralPrefix()
-			if complete {
-				c.op, c.value = opExact, prefix // a literal: no regex needed
+			// A literal needs no regex, unless it holds U+FFFD, which
+			// package regexp also matches against each invalid byte.
+			if complete && !strings.ContainsRune(prefix, utf8.RuneError) {
+				c.op, c.value = opExact, prefix
 				break
 			}
 			c.op, c.re, c.src = opRegex, re, m.Regex
 			c.value, _ = re.LiteralPrefix()
 			c.suffix = literalSuffix(m.Regex)
+			if strings.ContainsRune(c.value+c.suffix, utf8.RuneError) {
+				c.value, c.suffix = "", "" // a bad byte matches it: no byte checks
+			}
 			c.simple = compileSimple(m.Regex)
 		}
 		out = append(out, c)
