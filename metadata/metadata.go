@@ -52,7 +52,8 @@
 // one per hop, which the client's transport sends from the call info
 // (callinfo.Info.Trace) rather than from the outgoing metadata. A server
 // may keep a call's trace context apart from its MD
-// (NewIncomingContextWithTrace): it is incoming metadata all the same.
+// (NewIncomingContextWithTrace): it is incoming metadata all the same,
+// and IncomingTraceContext reads both keys in one look-up.
 package metadata
 
 import (
@@ -337,6 +338,12 @@ func NewIncomingContextWithTrace(ctx context.Context, md MD, traceparent, traces
 	if traceparent == "" && tracestate == "" {
 		return NewIncomingContext(ctx, md)
 	}
+	if md == nil && tracestate == "" && len(traceparent) <= traceparentLen {
+		// The common case, a call that carried a traceparent only.
+		t := &traceCtx{Context: ctx}
+		t.n = uint8(copy(t.buf[:], traceparent))
+		return t
+	}
 	c := &incomingCtx{Context: ctx, md: md}
 	if len(traceparent) <= len(c.buf) {
 		n := copy(c.buf[:], traceparent)
@@ -372,35 +379,63 @@ func (c *incomingCtx) Value(k any) any {
 	return c.Context.Value(k)
 }
 
-// all returns the MD FromIncoming lists: md with the trace context.
-func (c *incomingCtx) all() MD {
-	if p := c.full.Load(); p != nil {
-		return *p
-	}
-	md := make(MD, len(c.md)+2)
-	for k, vs := range c.md {
-		md[k] = vs
-	}
-	for _, kv := range [...][2]string{{KeyTraceparent, c.traceparent}, {KeyTracestate, c.tracestate}} {
-		if kv[1] != "" {
-			md[kv[0]] = append([]string{kv[1]}, c.md[kv[0]]...)
-		}
-	}
-	if !c.full.CompareAndSwap(nil, &md) {
-		return *c.full.Load()
-	}
-	return md
+// traceCtx is incomingCtx for a call that carried nothing but a
+// traceparent no longer than version 00's (no tracestate): the common
+// case, in a smaller allocation. It answers incomingKey with itself.
+type traceCtx struct {
+	context.Context
+	full atomic.Pointer[MD] // the traceparent as an MD, made on first use
+	n    uint8              // the traceparent's length in buf
+	buf  [traceparentLen]byte
 }
 
-// value returns the first incoming value of key, lower case.
-func (c *incomingCtx) value(key string) (string, bool) {
-	switch {
-	case key == KeyTraceparent && c.traceparent != "":
-		return c.traceparent, true
-	case key == KeyTracestate && c.tracestate != "":
-		return c.tracestate, true
+func (c *traceCtx) Value(k any) any {
+	if _, ok := k.(incomingKey); ok {
+		return c
 	}
-	if vs := c.md[key]; len(vs) > 0 {
+	return c.Context.Value(k)
+}
+
+// traceparent returns the traceparent in buf (which does not change again).
+func (c *traceCtx) traceparent() string {
+	if c.n == 0 {
+		return ""
+	}
+	return unsafe.String(&c.buf[0], c.n)
+}
+
+// incomingAll returns the MD FromIncoming lists for the incoming metadata
+// md with the trace context kept apart from it, made once and kept in
+// full.
+func incomingAll(md MD, traceparent, tracestate string, full *atomic.Pointer[MD]) MD {
+	if p := full.Load(); p != nil {
+		return *p
+	}
+	all := make(MD, len(md)+2)
+	for k, vs := range md {
+		all[k] = vs
+	}
+	for _, kv := range [...][2]string{{KeyTraceparent, traceparent}, {KeyTracestate, tracestate}} {
+		if kv[1] != "" {
+			all[kv[0]] = append([]string{kv[1]}, md[kv[0]]...)
+		}
+	}
+	if !full.CompareAndSwap(nil, &all) {
+		return *full.Load()
+	}
+	return all
+}
+
+// incomingValue returns the first incoming value of key, lower case, for
+// the incoming metadata md with the trace context kept apart from it.
+func incomingValue(md MD, traceparent, tracestate, key string) (string, bool) {
+	switch {
+	case key == KeyTraceparent && traceparent != "":
+		return traceparent, true
+	case key == KeyTracestate && tracestate != "":
+		return tracestate, true
+	}
+	if vs := md[key]; len(vs) > 0 {
 		return vs[0], true
 	}
 	return "", false
@@ -412,10 +447,41 @@ func FromIncoming(ctx context.Context) (MD, bool) {
 	switch v := ctx.Value(incomingKey{}).(type) {
 	case MD:
 		return v, true
+	case *traceCtx:
+		return incomingAll(nil, v.traceparent(), "", &v.full), true
 	case *incomingCtx:
-		return v.all(), true
+		return incomingAll(v.md, v.traceparent, v.tracestate, &v.full), true
 	}
 	return nil, false
+}
+
+// IncomingTraceContext returns the W3C trace context the current call
+// arrived with: what IncomingValue returns for KeyTraceparent and for
+// KeyTracestate ("" for a key the call did not carry), in one look-up.
+func IncomingTraceContext(ctx context.Context) (traceparent, tracestate string) {
+	switch v := ctx.Value(incomingKey{}).(type) {
+	case MD:
+		return v.first(KeyTraceparent), v.first(KeyTracestate)
+	case *traceCtx:
+		return v.traceparent(), ""
+	case *incomingCtx:
+		traceparent, tracestate = v.traceparent, v.tracestate
+		if traceparent == "" {
+			traceparent = v.md.first(KeyTraceparent)
+		}
+		if tracestate == "" {
+			tracestate = v.md.first(KeyTracestate)
+		}
+	}
+	return traceparent, tracestate
+}
+
+// first returns the first value of the lower-case key, or "".
+func (md MD) first(key string) string {
+	if vs := md[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // IncomingValue returns the first value of key the current call arrived
@@ -428,8 +494,10 @@ func IncomingValue(ctx context.Context, key string) (string, bool) {
 		if vs := v[key]; len(vs) > 0 {
 			return vs[0], true
 		}
+	case *traceCtx:
+		return incomingValue(nil, v.traceparent(), "", key)
 	case *incomingCtx:
-		return v.value(key)
+		return incomingValue(v.md, v.traceparent, v.tracestate, key)
 	}
 	return "", false
 }

@@ -107,6 +107,10 @@ func TestIncomingWithTrace(t *testing.T) {
 	}{
 		{"trace only", nil, tp, ts, metadata.MD{"traceparent": {tp}, "tracestate": {ts}}},
 		{"traceparent only", nil, tp, "", metadata.MD{"traceparent": {tp}}},
+		{"tracestate only", nil, "", ts, metadata.MD{"tracestate": {ts}}},
+		{"longer traceparent", nil, tp + "-more", "", metadata.MD{"traceparent": {tp + "-more"}}},
+		{"trace context in the MD", metadata.MD{"traceparent": {tp}, "tracestate": {ts}}, "", "",
+			metadata.MD{"traceparent": {tp}, "tracestate": {ts}}},
 		{"with other keys", metadata.MD{"x-tenant": {"acme"}}, tp, ts,
 			metadata.MD{"x-tenant": {"acme"}, "traceparent": {tp}, "tracestate": {ts}}},
 		{"further values stay after", metadata.MD{"traceparent": {"second"}}, tp, "",
@@ -128,14 +132,20 @@ func TestIncomingWithTrace(t *testing.T) {
 					t.Errorf("IncomingValue(%s) = %q, %v; want %q", k, v, ok, vs[0])
 				}
 			}
+			if gotTP, gotTS := metadata.IncomingTraceContext(ctx); gotTP != tc.want.Value(metadata.KeyTraceparent) || gotTS != tc.want.Value(metadata.KeyTracestate) {
+				t.Errorf("IncomingTraceContext = %q, %q; want %q, %q", gotTP, gotTS, tc.want.Value(metadata.KeyTraceparent), tc.want.Value(metadata.KeyTracestate))
+			}
 			if v, ok := metadata.IncomingValue(ctx, "x-absent"); ok || v != "" {
 				t.Errorf("IncomingValue(x-absent) = %q, %v", v, ok)
 			}
 			if !reflect.DeepEqual(tc.md.Copy(), before) {
 				t.Errorf("md changed: %v, was %v", tc.md, before)
 			}
-			if n := testing.AllocsPerRun(100, func() { metadata.IncomingValue(ctx, metadata.KeyTraceparent) }); n != 0 {
-				t.Errorf("IncomingValue allocates %v times", n)
+			if n := testing.AllocsPerRun(100, func() {
+				metadata.IncomingValue(ctx, metadata.KeyTraceparent)
+				metadata.IncomingTraceContext(ctx)
+			}); n != 0 {
+				t.Errorf("IncomingValue and IncomingTraceContext allocate %v times", n)
 			}
 		})
 	}
@@ -161,18 +171,24 @@ func TestIncomingWithTraceChain(t *testing.T) {
 // TestIncomingWithTraceConcurrent: handlers may read the incoming metadata
 // from several goroutines; they all get the same MD (run with -race).
 func TestIncomingWithTraceConcurrent(t *testing.T) {
-	ctx := metadata.NewIncomingContextWithTrace(context.Background(), metadata.MD{"a": {"1"}}, "tp", "ts")
-	mds := make(chan metadata.MD, 8)
-	for range cap(mds) {
-		go func() {
-			md, _ := metadata.FromIncoming(ctx)
-			mds <- md
-		}()
-	}
-	first := <-mds
-	for range cap(mds) - 1 {
-		if md := <-mds; reflect.ValueOf(md).Pointer() != reflect.ValueOf(first).Pointer() {
-			t.Fatal("goroutines got different MDs")
+	for _, tc := range []struct {
+		md metadata.MD
+		ts string
+	}{{metadata.MD{"a": {"1"}}, "ts"}, {nil, "ts"}, {nil, ""}} {
+		in := tc.md
+		ctx := metadata.NewIncomingContextWithTrace(context.Background(), in, "tp", tc.ts)
+		mds := make(chan metadata.MD, 8)
+		for range cap(mds) {
+			go func() {
+				md, _ := metadata.FromIncoming(ctx)
+				mds <- md
+			}()
+		}
+		first := <-mds
+		for range cap(mds) - 1 {
+			if md := <-mds; reflect.ValueOf(md).Pointer() != reflect.ValueOf(first).Pointer() {
+				t.Fatalf("md %v: goroutines got different MDs", in)
+			}
 		}
 	}
 }
@@ -185,18 +201,19 @@ func TestIncomingWithTraceCopies(t *testing.T) {
 		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-a-future-version",
 	} {
-		const ts = "congo=t61rcWkgMzE"
-		buf := []byte(tp + ts)
-		ctx := metadata.NewIncomingContextWithTrace(context.Background(), nil,
-			unsafe.String(&buf[0], len(tp)), unsafe.String(&buf[len(tp)], len(ts)))
-		for i := range buf {
-			buf[i] = 'x'
-		}
-		gotTP, _ := metadata.IncomingValue(ctx, metadata.KeyTraceparent)
-		gotTS, _ := metadata.IncomingValue(ctx, metadata.KeyTracestate)
-		md, _ := metadata.FromIncoming(ctx)
-		if gotTP != tp || gotTS != ts || md.Value(metadata.KeyTraceparent) != tp || md.Value(metadata.KeyTracestate) != ts {
-			t.Errorf("after the buffer changed: IncomingValue %q %q, FromIncoming %v; want %q %q", gotTP, gotTS, md, tp, ts)
+		for _, ts := range []string{"congo=t61rcWkgMzE", ""} {
+			buf := []byte(tp + ts + "-")
+			ctx := metadata.NewIncomingContextWithTrace(context.Background(), nil,
+				unsafe.String(&buf[0], len(tp)), unsafe.String(&buf[len(tp)], len(ts)))
+			for i := range buf {
+				buf[i] = 'x'
+			}
+			gotTP, _ := metadata.IncomingValue(ctx, metadata.KeyTraceparent)
+			gotTS, _ := metadata.IncomingValue(ctx, metadata.KeyTracestate)
+			md, _ := metadata.FromIncoming(ctx)
+			if gotTP != tp || gotTS != ts || md.Value(metadata.KeyTraceparent) != tp || md.Value(metadata.KeyTracestate) != ts {
+				t.Errorf("after the buffer changed: IncomingValue %q %q, FromIncoming %v; want %q %q", gotTP, gotTS, md, tp, ts)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package trace
 import (
 	"net"
 	"strconv"
+	"sync"
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/status"
@@ -33,9 +34,21 @@ const (
 	currentConnectName = "connectrpc"
 )
 
-// attributes returns the attributes of a finished call's span.
-func (t *Tracing) attributes(info *callinfo.Info, kind oteltrace.SpanKind, code codes.Code, failed bool) []attribute.KeyValue {
-	a := make([]attribute.KeyValue, 0, maxSpanAttributes)
+// attrBufs holds buffers for the attributes of a finished span, which
+// the span copies: a sampled call's spans need no allocation for them.
+var attrBufs = sync.Pool{New: func() any { return new([maxSpanAttributes]attribute.KeyValue) }}
+
+// setAttributes sets the attributes of a finished call's span.
+func (t *Tracing) setAttributes(span oteltrace.Span, info *callinfo.Info, kind oteltrace.SpanKind, code codes.Code, failed bool) {
+	buf := attrBufs.Get().(*[maxSpanAttributes]attribute.KeyValue)
+	span.SetAttributes(t.appendAttributes(buf[:0], info, kind, code, failed)...)
+	*buf = [maxSpanAttributes]attribute.KeyValue{} // keeps no strings alive
+	attrBufs.Put(buf)
+}
+
+// appendAttributes appends the attributes of a finished call's span to a,
+// at most maxSpanAttributes.
+func (t *Tracing) appendAttributes(a []attribute.KeyValue, info *callinfo.Info, kind oteltrace.SpanKind, code codes.Code, failed bool) []attribute.KeyValue {
 	if t.attrs == AttributesClassic || t.attrs == AttributesBoth {
 		a = append(a,
 			keySystem.String(t.system(info.Protocol, classicConnectName)),

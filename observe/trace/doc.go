@@ -48,8 +48,9 @@
 // after the call's outgoing metadata, in place of any trace context there
 // (a proxy that forwards its incoming metadata has its caller's); on the
 // server they are ordinary incoming metadata, which the server middleware
-// reads with metadata.IncomingValue. With a Config.Propagator other than
-// TraceContext, the propagator writes the outgoing metadata instead.
+// reads with metadata.IncomingTraceContext (both values in one look-up).
+// With a Config.Propagator other than TraceContext, the propagator writes
+// the outgoing metadata instead.
 //
 // # Sampling
 //
@@ -89,8 +90,9 @@
 // processor that exports the failed ones, keeps those, but records every
 // call. BenchmarkMiddleware measures both (client and server middlewares
 // of one call, in process, on the project's 2-core VM): a dropped call
-// costs 3 allocations and about 0.7 µs here, 15 and about 5 µs recorded
-// only, 17 and about 6 µs sampled. Capture costs its
+// costs 3 allocations (about 270 bytes, the server's incoming trace
+// context included) and about 0.5 µs here, 13 and about 4.5 µs recorded
+// only, 15 and about 5 µs sampled. Capture costs its
 // replayed spans when a call fails (about the cost of a sampled failing
 // call), at most Config.ErrorCaptureRate of them a second (default 100),
 // so that an outage does not become a tracing storm.

@@ -108,17 +108,19 @@ func (s *sampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingR
 		}
 		return r
 	}
-	if s.sampled(psc, p.TraceID, p.Name) {
+	if s.sampled(psc.IsValid(), psc.IsSampled(), p.TraceID, p.Name) {
 		return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: psc.TraceState()}
 	}
 	return sdktrace.SamplingResult{Decision: sdktrace.Drop, Tracestate: psc.TraceState()}
 }
 
-// sampled is the decision: the parent's, unless the method is forced;
-// for a new trace, the ratio on the trace id (as sdktrace.TraceIDRatioBased
-// computes it, so that every OpenTelemetry SDK decides alike).
-func (s *sampler) sampled(parent oteltrace.SpanContext, tid oteltrace.TraceID, name string) bool {
-	if parent.IsValid() && parent.IsSampled() {
+// sampled is the decision for a span with trace id tid, under a parent
+// that is valid or not, and sampled or not: the parent's, unless the
+// method is forced; for a new trace, the ratio on the trace id (as
+// sdktrace.TraceIDRatioBased computes it, so that every OpenTelemetry SDK
+// decides alike).
+func (s *sampler) sampled(parentValid, parentSampled bool, tid oteltrace.TraceID, name string) bool {
+	if parentValid && parentSampled {
 		return true
 	}
 	if s.always != nil {
@@ -126,27 +128,57 @@ func (s *sampler) sampled(parent oteltrace.SpanContext, tid oteltrace.TraceID, n
 			return true
 		}
 	}
-	return !parent.IsValid() && binary.BigEndian.Uint64(tid[8:16])>>1 < s.bound
+	return !parentValid && binary.BigEndian.Uint64(tid[8:16])>>1 < s.bound
 }
 
-// decide draws the ids of a new span under parent and decides whether it
-// is sampled, as the SDK would with this sampler and IDGenerator: the
-// Tracing fast path, which never builds a span the sampler drops.
-func (s *sampler) decide(parent oteltrace.SpanContext, name string) (oteltrace.SpanContext, bool) {
-	var scc oteltrace.SpanContextConfig
-	if parent.IsValid() {
-		scc.TraceID, scc.TraceFlags, scc.TraceState = parent.TraceID(), parent.TraceFlags(), parent.TraceState()
+// spanIDs are a span's ids and trace flags: a span context without its
+// trace state and the padding of an oteltrace.SpanContext.
+type spanIDs struct {
+	tid   oteltrace.TraceID
+	sid   oteltrace.SpanID
+	flags oteltrace.TraceFlags
+}
+
+// spanContext returns the span context of the ids with trace state ts.
+func (ids *spanIDs) spanContext(ts oteltrace.TraceState) oteltrace.SpanContext {
+	return oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: ids.tid, SpanID: ids.sid, TraceFlags: ids.flags, TraceState: ts})
+}
+
+// draw draws the ids of a new span into ids and decides whether it is
+// sampled, as the SDK would with this sampler and IDGenerator: the
+// Tracing fast path, which never builds a span the sampler drops. parent
+// holds the parent's ids and flags, nil for a new trace; the span's flags
+// are the parent's with the sampled flag as decided.
+func (s *sampler) draw(ids, parent *spanIDs, name string) (sampled bool) {
+	if parent != nil {
+		ids.tid, ids.flags = parent.tid, parent.flags
 	} else {
-		scc.TraceID = newTraceID()
+		ids.tid, ids.flags = newTraceID(), 0
 	}
-	scc.SpanID = newSpanID()
-	sampled := s.sampled(parent, scc.TraceID, name)
+	ids.sid = newSpanID()
+	sampled = s.sampled(parent != nil, ids.flags.IsSampled(), ids.tid, name)
 	if sampled {
-		scc.TraceFlags |= oteltrace.FlagsSampled
+		ids.flags |= oteltrace.FlagsSampled
 	} else {
-		scc.TraceFlags &^= oteltrace.FlagsSampled
+		ids.flags &^= oteltrace.FlagsSampled
 	}
-	return oteltrace.NewSpanContext(scc), sampled
+	return sampled
+}
+
+// decide is draw for a parent span context, returning the new span's:
+// the span inherits the parent's trace state.
+func (s *sampler) decide(parent oteltrace.SpanContext, name string) (oteltrace.SpanContext, bool) {
+	var ids spanIDs
+	sampled := s.draw(&ids, parentIDs(&parent), name)
+	return ids.spanContext(parent.TraceState()), sampled
+}
+
+// parentIDs returns the ids of sc, nil when it is not valid.
+func parentIDs(sc *oteltrace.SpanContext) *spanIDs {
+	if !sc.IsValid() {
+		return nil
+	}
+	return &spanIDs{tid: sc.TraceID(), sid: sc.SpanID(), flags: sc.TraceFlags()}
 }
 
 func (s *sampler) Description() string {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicerpc/sluice/callinfo"
+	"github.com/sluicerpc/sluice/metadata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
 )
@@ -107,6 +108,52 @@ func TestUnsampledSpan(t *testing.T) {
 			span.End() // a no-op, as on any non-recording span
 		}
 	}
+}
+
+// TestUnsampledSpanInherits: a span the fast path drops under an
+// unsampled parent keeps the parent's trace id, random flag and
+// tracestate, on the client (whose span context lives in the traceparent
+// it sends) and on the server (whose parent arrives in the metadata).
+func TestUnsampledSpanInherits(t *testing.T) {
+	tp, err := NewProvider(ProviderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Shutdown(context.Background())
+	tr, err := New(Config{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := oteltrace.ParseTraceState("vendor=abc,other=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
+		TraceID: oteltrace.TraceID{0xaa, 15: 1}, SpanID: oteltrace.SpanID{0xbb, 7: 1},
+		TraceFlags: oteltrace.FlagsRandom, TraceState: ts, Remote: true,
+	})
+	check := func(side string, got oteltrace.SpanContext) {
+		t.Helper()
+		if got.TraceID() != parent.TraceID() || got.SpanID() == parent.SpanID() || !got.SpanID().IsValid() ||
+			got.TraceFlags() != oteltrace.FlagsRandom || got.IsRemote() || got.TraceState().String() != ts.String() {
+			t.Errorf("%s: span context %v (tracestate %q) under %v (tracestate %q)", side, got, got.TraceState(), parent, ts)
+		}
+	}
+
+	cc := &callinfo.Carrier{Context: oteltrace.ContextWithSpanContext(context.Background(), parent)}
+	cc.Info = callinfo.Info{Service: "pkg.Svc", Method: "M", FullMethod: "/pkg.Svc/M", Attempt: 1, Start: time.Now()}
+	var c call
+	ctx := tr.beginClient(&c, cc)
+	check("client", oteltrace.SpanContextFromContext(ctx))
+	sc := c.span.SpanContext()
+	if tc := cc.Info.Trace; tc == nil || tc.Traceparent != formatTraceparent(&sc) || tc.Tracestate != ts.String() {
+		t.Errorf("client: call info's trace context %+v, want the span's", tc)
+	}
+
+	sc2 := &callinfo.Carrier{Context: metadata.NewIncomingContextWithTrace(context.Background(), nil, formatTraceparent(&parent), ts.String())}
+	sc2.Info = callinfo.Info{Side: callinfo.Server, Service: "pkg.Svc", Method: "M", Attempt: 1, Start: time.Now()}
+	ctx = tr.beginServer(&c, sc2, new(atomic.Pointer[namedMethod]))
+	check("server", oteltrace.SpanContextFromContext(ctx))
 }
 
 // TestCaptureLimit: at most perSecond captures per second of the clock.

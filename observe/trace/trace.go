@@ -96,6 +96,7 @@ type Tracing struct {
 	serverOpts []oteltrace.SpanStartOption
 	names      names
 	limit      captureLimit
+	base       spanBase // what the fast path's unsampled spans share
 }
 
 // New returns a Tracing configured by cfg.
@@ -117,6 +118,7 @@ func New(cfg Config) (*Tracing, error) {
 		clientOpts: []oteltrace.SpanStartOption{oteltrace.WithSpanKind(oteltrace.SpanKindClient)},
 		serverOpts: []oteltrace.SpanStartOption{oteltrace.WithSpanKind(oteltrace.SpanKindServer)},
 	}
+	t.base.tp = tp
 	if p, ok := tp.(*Provider); ok && p != nil {
 		t.sampler = p.sampler
 	}
@@ -211,29 +213,42 @@ func (t *Tracing) beginClient(c *call, ctx context.Context) context.Context {
 	// Field by field: c is on the caller's stack, and a composite
 	// literal would be built aside and copied with write barriers.
 	c.kind, c.info, c.start, c.parent, c.prev = oteltrace.SpanKindClient, info, start, ctx, info.Trace
+	if t.sampler == nil {
+		return t.startClient(c, ctx, info, name, nil, nil, false)
+	}
+	parent := oteltrace.SpanContextFromContext(ctx)
+	var ids spanIDs
+	sampled := t.sampler.draw(&ids, parentIDs(&parent), name)
+	if sampled || spanKey == nil {
+		return t.startClient(c, ctx, info, name, &parent, &ids, sampled)
+	}
+	// The common case, a span the sampler drops: it, its context and the
+	// traceparent the transports send (see callinfo.Info.Trace) in one
+	// allocation, the ids only in the traceparent.
+	s := &clientSpanCtx{}
+	s.Context, s.span.spanBase = ctx, &t.base
+	putTraceparent(&s.span.traceparent, &ids)
+	// The bytes do not change again: the string may share them.
+	s.span.trace.Traceparent = unsafe.String(&s.span.traceparent[0], len(s.span.traceparent))
+	if ts := parent.TraceState(); ts.Len() > 0 {
+		s.span.trace.Tracestate = ts.String()
+	}
+	info.Trace = &s.span.trace
+	c.span = &s.span
+	return s
+}
+
+// startClient is beginClient for the spans of the general path: those
+// the sampler decided on (ids, drawn under parent) and did not drop, or
+// any span when the provider is not a *Provider (ids nil). Kept apart,
+// so that the common path has the small stack frame.
+func (t *Tracing) startClient(c *call, ctx context.Context, info *callinfo.Info, name string, parent *oteltrace.SpanContext, ids *spanIDs, sampled bool) context.Context {
 	var (
 		sctx context.Context
 		span oteltrace.Span
 	)
-	if t.sampler != nil {
-		parent := oteltrace.SpanContextFromContext(ctx)
-		sc, sampled := t.sampler.decide(parent, name)
-		if !sampled && spanKey != nil {
-			// The common case, a span the sampler drops: it, its
-			// context and the traceparent the transports send (see
-			// callinfo.Info.Trace) in one allocation, without the
-			// SpanContext copies of the general path.
-			s := &clientSpanCtx{}
-			s.Context, s.span.Span, s.span.sc, s.span.t = ctx, noopSpan, sc, t
-			putTraceparent(&s.traceparent, &s.span.sc)
-			// The bytes do not change again: the string may share them.
-			s.trace.Traceparent = unsafe.String(&s.traceparent[0], len(s.traceparent))
-			s.trace.Tracestate = s.span.sc.TraceState().String()
-			info.Trace = &s.trace
-			c.span = &s.span
-			return s
-		}
-		sctx, span = t.started(ctx, parent, name, t.clientOpts, sc, sampled)
+	if ids != nil {
+		sctx, span = t.started(ctx, *parent, name, t.clientOpts, ids.spanContext(parent.TraceState()), sampled)
 	} else {
 		sctx, span = t.tracer.Start(ctx, name, t.clientOpts...)
 	}
@@ -266,26 +281,57 @@ func (t *Tracing) beginServer(c *call, ctx context.Context, first *atomic.Pointe
 		name = t.spanName(info)
 		first.CompareAndSwap(nil, &namedMethod{methodKey{info.Service, info.Method}, name})
 	}
+	c.kind, c.info, c.start, c.parent = oteltrace.SpanKindServer, info, start, ctx
+	if t.sampler == nil || t.prop != nil {
+		return t.startServer(c, ctx, name)
+	}
+	// The built-in W3C propagator: the caller's span context in parts,
+	// not in a context (which saves one on the common path; extract finds
+	// it again for error capture).
+	var p remoteParent
+	p.read(ctx)
+	var ids spanIDs
+	sampled := t.sampler.draw(&ids, p.ids(), name)
+	if sampled || spanKey == nil {
+		return t.startServerUnder(c, ctx, name, &p, &ids, sampled)
+	}
+	// The common case, a span the sampler drops: it and its context in
+	// one allocation.
+	s := &spanCtx{}
+	s.Context, s.span.spanBase, s.span.ts, s.span.ids = ctx, &t.base, p.ts, ids
+	c.span = &s.span
+	return s
+}
+
+// startServer is beginServer when the fast path does not apply: a
+// provider other than a *Provider, or a propagator other than the
+// built-in one.
+func (t *Tracing) startServer(c *call, ctx context.Context, name string) context.Context {
 	base, remote := t.extract(ctx)
-	c.kind, c.info, c.start, c.parent = oteltrace.SpanKindServer, info, start, base
+	c.parent = base
 	var (
 		sctx context.Context
 		span oteltrace.Span
 	)
 	if t.sampler != nil {
 		sc, sampled := t.sampler.decide(remote, name)
-		if !sampled && spanKey != nil {
-			// The common case, a span the sampler drops: it and its
-			// context in one allocation.
-			s := &spanCtx{}
-			s.Context, s.span.Span, s.span.sc, s.span.t = base, noopSpan, sc, t
-			c.span = &s.span
-			return s
-		}
 		sctx, span = t.started(base, remote, name, t.serverOpts, sc, sampled)
 	} else {
 		sctx, span = t.tracer.Start(t.withRemote(base, remote), name, t.serverOpts...)
 	}
+	c.span, c.recording = span, span.IsRecording()
+	return sctx
+}
+
+// startServerUnder is beginServer for the spans of the fast path that it
+// does not make itself: those the sampler sampled (ids, drawn under p),
+// or dropped when spanKey is unknown.
+func (t *Tracing) startServerUnder(c *call, ctx context.Context, name string, p *remoteParent, ids *spanIDs, sampled bool) context.Context {
+	var remote oteltrace.SpanContext
+	if p.valid {
+		remote = p.remote()
+	}
+	sctx, span := t.started(ctx, remote, name, t.serverOpts, ids.spanContext(p.ts), sampled)
 	c.span, c.recording = span, span.IsRecording()
 	return sctx
 }
@@ -298,6 +344,9 @@ func (t *Tracing) finish(c *call, err *error) {
 	}
 	if c.kind == oteltrace.SpanKindClient {
 		c.info.Trace = c.prev
+	}
+	if !c.recording && e == nil {
+		return // the common case: see end
 	}
 	t.end(c.parent, c.span, c.recording, c.info, c.start, c.kind, e)
 }
@@ -313,7 +362,8 @@ var errPanic = status.Err(codes.Internal, "trace: the call panicked")
 // for the rest.
 func (t *Tracing) started(ctx context.Context, parent oteltrace.SpanContext, name string, opts []oteltrace.SpanStartOption, sc oteltrace.SpanContext, sampled bool) (context.Context, oteltrace.Span) {
 	if !sampled {
-		c := &spanCtx{Context: ctx, span: unsampledSpan{Span: noopSpan, sc: sc, t: t}}
+		c := &spanCtx{Context: ctx}
+		c.span.set(&t.base, sc)
 		if spanKey == nil {
 			return oteltrace.ContextWithSpan(ctx, &c.span), &c.span
 		}
@@ -325,35 +375,73 @@ func (t *Tracing) started(ctx context.Context, parent oteltrace.SpanContext, nam
 	return t.tracer.Start(&presetContext{Context: ctx, sc: sc}, name, opts...)
 }
 
-// clientSpanCtx is the spanCtx of a client call, with the trace context
-// the transports send (callinfo.Info.Trace): made with the span, in the
-// same allocation.
+// clientSpanCtx is the context of a client call the sampler dropped on
+// the fast path, with its span: made together, in one allocation.
 type clientSpanCtx struct {
-	spanCtx
+	context.Context
+	span clientSpan
+}
+
+func (c *clientSpanCtx) Value(k any) any {
+	if k == spanKey {
+		return &c.span
+	}
+	return c.Context.Value(k)
+}
+
+// spanBase is what the unsampled spans of a Tracing share: the no-op
+// methods, which are noop.Span's (so the spans hold one pointer for them,
+// where a noop.Span holds a span context of its own), and the provider,
+// for code that asks a span for one.
+type spanBase struct {
+	noop.Span
+	tp oteltrace.TracerProvider
+}
+
+func (b *spanBase) TracerProvider() oteltrace.TracerProvider { return b.tp }
+
+// unsampledSpan is the span of a call the sampler dropped on the fast
+// path: what the SDK's non-recording span is, with the ids the sampler
+// drew. It keeps the span context in parts, which saves the padding of
+// an oteltrace.SpanContext.
+type unsampledSpan struct {
+	*spanBase
+	ts  oteltrace.TraceState
+	ids spanIDs
+}
+
+func (s *unsampledSpan) SpanContext() oteltrace.SpanContext { return s.ids.spanContext(s.ts) }
+
+// set makes s the unsampled span of sc.
+func (s *unsampledSpan) set(base *spanBase, sc oteltrace.SpanContext) {
+	s.spanBase, s.ts = base, sc.TraceState()
+	s.ids = spanIDs{tid: sc.TraceID(), sid: sc.SpanID(), flags: sc.TraceFlags()}
+}
+
+// clientSpan is the unsampled span of a client call, with the trace
+// context the transports send (callinfo.Info.Trace). Its span context is
+// only there, in the traceparent and the tracestate the call sends, and
+// parsed back when asked for (which the common path never does): span,
+// context and trace context fit a smaller allocation so.
+type clientSpan struct {
+	*spanBase
 	trace       callinfo.TraceContext
 	traceparent [traceparentLen]byte // trace.Traceparent's bytes
 }
 
-// unsampledSpan is the span of a call the sampler dropped on the fast
-// path: what the SDK's non-recording span is, with the ids the sampler
-// drew, and the provider for code that asks a span for one. The no-op
-// methods are one shared noop.Span's, which keeps the span small (a
-// noop.Span holds a span context of its own).
-type unsampledSpan struct {
-	*noop.Span
-	sc oteltrace.SpanContext
-	t  *Tracing
+func (s *clientSpan) SpanContext() oteltrace.SpanContext {
+	var scc oteltrace.SpanContextConfig
+	scc.TraceID, scc.SpanID, scc.TraceFlags, _ = parseTraceparent(s.trace.Traceparent)
+	if s.trace.Tracestate != "" {
+		// The parent's, which it parsed: valid.
+		scc.TraceState, _ = oteltrace.ParseTraceState(s.trace.Tracestate)
+	}
+	return oteltrace.NewSpanContext(scc)
 }
-
-// noopSpan answers every method unsampledSpan does not.
-var noopSpan = &noop.Span{}
-
-func (s *unsampledSpan) SpanContext() oteltrace.SpanContext       { return s.sc }
-func (s *unsampledSpan) TracerProvider() oteltrace.TracerProvider { return s.t.tp }
 
 // spanCtx is a context holding an unsampled span, context and span in
 // one allocation where oteltrace.ContextWithSpan takes two: the fast path
-// makes one per call on each side.
+// makes one per server call.
 type spanCtx struct {
 	context.Context
 	span unsampledSpan
@@ -377,9 +465,9 @@ func probeSpanKey() any {
 	if p.key == nil {
 		return nil
 	}
-	want := &unsampledSpan{Span: noopSpan, sc: oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: oteltrace.TraceID{1}, SpanID: oteltrace.SpanID{1}})}
+	want := &unsampledSpan{spanBase: &spanBase{}, ids: spanIDs{tid: oteltrace.TraceID{1}, sid: oteltrace.SpanID{1}}}
 	ctx := context.Context(&keyAnswer{Context: context.Background(), key: p.key, span: want})
-	if oteltrace.SpanFromContext(ctx) != oteltrace.Span(want) || !oteltrace.SpanContextFromContext(ctx).Equal(want.sc) {
+	if oteltrace.SpanFromContext(ctx) != oteltrace.Span(want) || !oteltrace.SpanContextFromContext(ctx).Equal(want.SpanContext()) {
 		return nil
 	}
 	return p.key
@@ -464,20 +552,50 @@ func (t *Tracing) extract(ctx context.Context) (context.Context, oteltrace.SpanC
 		ctx = t.prop.Extract(ctx, mdCarrier(md))
 		return ctx, oteltrace.SpanContextFromContext(ctx)
 	}
-	tp, ok := metadata.IncomingValue(ctx, TraceparentKey)
-	if !ok {
+	var p remoteParent
+	if !p.read(ctx) {
 		return ctx, oteltrace.SpanContext{}
 	}
-	tid, sid, flags, err := parseTraceparent(tp)
-	if err != nil {
-		return ctx, oteltrace.SpanContext{}
+	return ctx, p.remote()
+}
+
+// remoteParent is the caller's span context, in parts, as the W3C trace
+// context the call arrived with carries it.
+type remoteParent struct {
+	spanIDs
+	ts    oteltrace.TraceState
+	valid bool // false: none, or a malformed traceparent
+}
+
+// read reads p from the incoming metadata of ctx and returns p.valid.
+func (p *remoteParent) read(ctx context.Context) bool {
+	tp, ts := metadata.IncomingTraceContext(ctx)
+	if tp == "" {
+		return false
 	}
-	scc := oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true}
-	if ts, _ := metadata.IncomingValue(ctx, TracestateKey); ts != "" {
+	var err error
+	if p.tid, p.sid, p.flags, err = parseTraceparent(tp); err != nil {
+		return false
+	}
+	if ts != "" {
 		// A malformed tracestate must not cost the traceparent (W3C).
-		scc.TraceState, _ = oteltrace.ParseTraceState(ts)
+		p.ts, _ = oteltrace.ParseTraceState(ts)
 	}
-	return ctx, oteltrace.NewSpanContext(scc)
+	p.valid = true
+	return true
+}
+
+// ids returns the ids of p, nil when it is not valid: draw's parent.
+func (p *remoteParent) ids() *spanIDs {
+	if !p.valid {
+		return nil
+	}
+	return &p.spanIDs
+}
+
+// remote returns p as a remote span context.
+func (p *remoteParent) remote() oteltrace.SpanContext {
+	return oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: p.tid, SpanID: p.sid, TraceFlags: p.flags, TraceState: p.ts, Remote: true})
 }
 
 // withRemote returns base holding the remote span context extract found,
@@ -523,7 +641,7 @@ func (t *Tracing) end(parent context.Context, span oteltrace.Span, recording boo
 			return
 		}
 	}
-	span.SetAttributes(t.attributes(info, kind, code, failed)...)
+	t.setAttributes(span, info, kind, code, failed)
 	if failed {
 		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
 	}

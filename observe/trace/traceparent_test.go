@@ -2,6 +2,9 @@ package trace
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"math/rand/v2"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -33,6 +36,64 @@ func TestParseTraceparent(t *testing.T) {
 		_, _, flags, err := parseTraceparent(tc.in)
 		if err != tc.err || (err == nil && flags != tc.flags) {
 			t.Errorf("%q: flags %v err %v, want %v %v", tc.in, flags, err, tc.flags, tc.err)
+		}
+	}
+}
+
+// TestHexWords: the word-at-a-time hex decoder agrees with the table one
+// on every byte value in every position, and the encoder with
+// encoding/hex.
+func TestHexWords(t *testing.T) {
+	const valid = "0123456789abcdef"
+	for pos := range 16 {
+		for c := range 256 {
+			b := []byte(valid)
+			b[pos] = byte(c)
+			var want, got [8]byte
+			wantOK := unhex(want[:], string(b))
+			lo, ok1 := unhexWord(load64(string(b[:8])))
+			hi, ok2 := unhexWord(load64(string(b[8:])))
+			binary.LittleEndian.PutUint32(got[:], lo)
+			binary.LittleEndian.PutUint32(got[4:], hi)
+			if gotOK := ok1 && ok2; wantOK != gotOK || (wantOK && want != got) {
+				t.Fatalf("%q: unhexWord %x %v, unhex %x %v", b, got, gotOK, want, wantOK)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	// Several bad bytes at once, around the edges of the ranges.
+	const edges = "0123456789abcdef/:`gAF\x00\x7f\x80\xb0\xe1\xff"
+	for range 100000 {
+		var b [8]byte
+		for i := range b {
+			if rng.IntN(4) == 0 {
+				b[i] = edges[rng.IntN(len(edges))]
+			} else {
+				b[i] = valid[rng.IntN(len(valid))]
+			}
+		}
+		var want [4]byte
+		wantOK := unhex(want[:], string(b[:]))
+		got, gotOK := unhexWord(load64(string(b[:])))
+		if wantOK != gotOK || (wantOK && binary.LittleEndian.Uint32(want[:]) != got) {
+			t.Fatalf("%q: unhexWord %x %v, unhex %x %v", b, got, gotOK, want, wantOK)
+		}
+	}
+	for range 1000 {
+		var src [16]byte
+		for i := range src {
+			src[i] = byte(rng.Uint32())
+		}
+		var dst [32]byte
+		putHexWords(dst[:], src[:])
+		if string(dst[:]) != hex.EncodeToString(src[:]) {
+			t.Fatalf("putHexWords(%x) = %q", src, dst)
+		}
+		for i := 0; i < len(dst); i += 8 {
+			w, ok := unhexWord(load64(string(dst[i : i+8])))
+			if want := binary.LittleEndian.Uint32(src[i/2:]); !ok || w != want {
+				t.Fatalf("unhexWord(%q) = %x %v, want %x", dst[i:i+8], w, ok, want)
+			}
 		}
 	}
 }
@@ -94,11 +155,11 @@ func BenchmarkTraceparent(b *testing.B) {
 		}
 	})
 	b.Run("format", func(b *testing.B) {
-		tid, sid, flags, _ := parseTraceparent(h)
-		sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags})
+		var ids spanIDs
+		ids.tid, ids.sid, ids.flags, _ = parseTraceparent(h)
 		var buf [traceparentLen]byte
 		for b.Loop() {
-			putTraceparent(&buf, &sc)
+			putTraceparent(&buf, &ids)
 		}
 	})
 }
