@@ -140,11 +140,10 @@ func appendTrace(ctx context.Context, a []slog.Attr) []slog.Attr {
 	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() {
 		return append(a, slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
 	}
-	tp, ok := metadata.IncomingValue(ctx, metadata.KeyTraceparent)
-	if !ok {
+	tp, ts := metadata.IncomingTraceContext(ctx)
+	if tp == "" {
 		return a
 	}
-	ts, _ := metadata.IncomingValue(ctx, metadata.KeyTracestate)
 	carrier := propagation.MapCarrier{metadata.KeyTraceparent: tp, metadata.KeyTracestate: ts}
 	sc := oteltrace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
 	if !sc.IsValid() {
