@@ -177,7 +177,7 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 	reply, err := c.srv.run(cl, req)
 	reader := c.inline.End(token)
 	hold := reader && c.fr.Buffered()
-	ok := c.writeReply(h, buf, seq, m.name, p.Type, reply, err, info, hold)
+	ok := c.writeReply(h, buf, seq, m.name, p.Type, reply, err, cl, hold)
 	c.srv.callDone()
 	return ok && reader
 }
@@ -199,20 +199,25 @@ func appendMD(md metadata.MD, n int, k, v string) metadata.MD {
 	return md
 }
 
-// writeReply encodes a reply (or an exception for err) and writes it. info
-// is the call's, nil when the frame failed before a call began. It
-// returns false when the connection failed.
-func (c *conn) writeReply(h *ttheader.Header, buf *[]byte, seq uint32, methodName string, t ttheader.MsgType, msg any, err error, info *callinfo.Info, hold bool) bool {
+// writeReply encodes a reply (or an exception for err) and writes it. cl
+// is the call, nil when the frame failed before a call began. It returns
+// false when the connection failed.
+func (c *conn) writeReply(h *ttheader.Header, buf *[]byte, seq uint32, methodName string, t ttheader.MsgType, msg any, err error, cl *call, hold bool) bool {
 	if t == ttheader.Oneway {
 		return true
 	}
-	var md metadata.MD
-	if info != nil {
+	var (
+		md   metadata.MD
+		info *callinfo.Info
+		ctx  = c.srv.ctx
+	)
+	if cl != nil {
+		info, ctx = &cl.ctx.Info, &cl.ctx
 		md = info.ResponseMetadata
 	}
 	b, body, err := c.encodeReply(h, (*buf)[:0], seq, methodName, msg, err, md)
 	if err != nil {
-		c.srv.opts.logger.Error("server: encoding reply", "method", methodName, "err", err)
+		c.srv.opts.logger.ErrorContext(ctx, "server: encoding reply", "method", methodName, "err", err)
 		b, body, err = c.encodeReply(h, (*buf)[:0], seq, methodName, nil, status.Errorf(codes.Internal, "server: encoding reply: %v", err), nil)
 		if err != nil {
 			c.fail(err)
