@@ -34,7 +34,7 @@ type Table struct {
 	cur  atomic.Pointer[compiled]
 
 	mu   sync.Mutex // serialises Update
-	subs []func()
+	subs config.Subscribers
 }
 
 // compiled is one generation of policies.
@@ -178,24 +178,12 @@ func (t *Table) Update(specs []TrafficPolicy) error {
 		next.services[p.Service] = sp
 	}
 	t.cur.Store(next)
-	for _, fn := range t.subs {
-		fn()
-	}
+	t.subs.Notify()
 	return nil
 }
 
 // Subscribe calls fn after every Update (not now). fn must return quickly.
-func (t *Table) Subscribe(fn func()) (cancel func()) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.subs = append(t.subs, fn)
-	i := len(t.subs) - 1
-	return func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.subs[i] = func() {}
-	}
-}
+func (t *Table) Subscribe(fn func()) (cancel func()) { return t.subs.Add(fn) }
 
 // Policies returns the specs in force, sorted by service.
 func (t *Table) Policies() []TrafficPolicy {

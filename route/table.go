@@ -29,7 +29,7 @@ type Table struct {
 	cur  atomic.Pointer[generation]
 
 	mu   sync.Mutex // serialises Update
-	subs []func()
+	subs config.Subscribers
 }
 
 // generation is one compiled set of rules and lanes.
@@ -244,25 +244,13 @@ func (t *Table) Update(rules []Rule, lanes []Lane) error {
 		return err
 	}
 	t.cur.Store(g)
-	for _, fn := range t.subs {
-		fn()
-	}
+	t.subs.Notify()
 	return nil
 }
 
 // Subscribe calls fn after every Update (not now), for clients that keep
 // pickers per Target and must drop them. fn must return quickly.
-func (t *Table) Subscribe(fn func()) (cancel func()) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.subs = append(t.subs, fn)
-	i := len(t.subs) - 1
-	return func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.subs[i] = func() {}
-	}
-}
+func (t *Table) Subscribe(fn func()) (cancel func()) { return t.subs.Add(fn) }
 
 // Rules returns the rules in force, sorted by service.
 func (t *Table) Rules() []Rule { return append([]Rule(nil), t.cur.Load().specs...) }
