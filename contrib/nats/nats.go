@@ -133,7 +133,7 @@ type headerWriter struct {
 }
 
 func (w *headerWriter) AddString(k, v string) {
-	if !validKey(k) {
+	if !metadata.ValidKey(k) {
 		w.fail(fmt.Errorf("%w: key %q (want 0-9 a-z _ - .)", ErrHeader, k))
 		return
 	}
@@ -143,7 +143,7 @@ func (w *headerWriter) AddString(k, v string) {
 	}
 	if strings.HasSuffix(k, "-bin") {
 		v = base64.RawStdEncoding.EncodeToString([]byte(v))
-	} else if !validValue(v) {
+	} else if !metadata.ValidTextValue(v) {
 		w.fail(fmt.Errorf("%w: %s value %q has control characters; use a key ending in -bin for binary values", ErrHeader, k, v))
 		return
 	}
@@ -210,29 +210,4 @@ func (c carrier) Keys() []string {
 
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
-
-// validKey is the metadata key syntax gRPC and Connect accept.
-func validKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue rejects what a NATS header line cannot carry unchanged:
-// control characters other than tab.
-func validValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

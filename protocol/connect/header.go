@@ -162,7 +162,7 @@ func decodeBinary(v string) ([]byte, error) {
 // (control characters other than tab).
 func AddHeader(h http.Header, key, value string) error {
 	k := strings.ToLower(key)
-	if !validName(k) {
+	if !metadata.ValidKey(k) {
 		return fmt.Errorf("connect: metadata key %q is not a valid header name (want 0-9 a-z _ - .)", key)
 	}
 	if reservedLower(k) {
@@ -170,7 +170,7 @@ func AddHeader(h http.Header, key, value string) error {
 	}
 	if strings.HasSuffix(k, "-bin") {
 		value = base64.RawStdEncoding.EncodeToString([]byte(value))
-	} else if !validValue(value) {
+	} else if !metadata.ValidTextValue(value) {
 		return fmt.Errorf("connect: metadata %s: value %q has control characters; use a key ending in -bin for binary values", key, value)
 	}
 	ck := http.CanonicalHeaderKey(k)
@@ -208,29 +208,4 @@ func (a *headerAdder) AddString(k, v string) {
 	if err := AddHeader(a.h, k, v); err != nil && a.err == nil {
 		a.err = err
 	}
-}
-
-func validName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue accepts what net/http carries: no control characters but tab.
-// The protocol's ASCII-Value is stricter (printable ASCII); UTF-8 text is let
-// through because the native protocol carries it and HTTP libraries do too.
-func validValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
