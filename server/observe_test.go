@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 	"github.com/sluicerpc/sluice/observe/metrics"
 	"github.com/sluicerpc/sluice/server"
 	"github.com/sluicerpc/sluice/status"
@@ -384,7 +384,7 @@ func BenchmarkMetricsOverhead(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(50)
 			b.ResetTimer()
-			cpu0 := cpuTime(b)
+			cpu0 := loadgen.ProcessCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := cl.Echo(context.Background(), req); err != nil {
@@ -393,16 +393,7 @@ func BenchmarkMetricsOverhead(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(loadgen.ProcessCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// cpuTime is the CPU time, user and system, the process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -141,7 +141,7 @@ type snapshot struct {
 func takeSnapshot() snapshot {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return snapshot{wall: time.Now(), mallocs: ms.Mallocs, cpu: processCPU()}
+	return snapshot{wall: time.Now(), mallocs: ms.Mallocs, cpu: ProcessCPU()}
 }
 
 // Payload returns the n-byte payload Run sends: a fixed, non-repeating-byte

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/internal/loadgen"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/observe/metrics"
 	"github.com/sluicerpc/sluice/observe/trace"
@@ -242,7 +243,7 @@ func BenchmarkCall(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(50)
 			b.ResetTimer()
-			cpu := cpuTime()
+			cpu := loadgen.ProcessCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
@@ -255,7 +256,7 @@ func BenchmarkCall(b *testing.B) {
 			if cpu > 0 {
 				// CPU time per call, both sides: what bounds QPS on a busy
 				// machine, and steadier than ns/op when other work shares it.
-				b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(loadgen.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 			}
 		})
 	}

@@ -40,7 +40,7 @@ func BenchmarkRows(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(50)
 			b.ResetTimer()
-			cpu := cpuTime()
+			cpu := loadgen.ProcessCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {
@@ -50,7 +50,7 @@ func BenchmarkRows(b *testing.B) {
 					}
 				}
 			})
-			if c := cpuTime(); c > 0 {
+			if c := loadgen.ProcessCPU(); c > 0 {
 				b.ReportMetric(float64(c-cpu)/float64(b.N), "cpu-ns/op")
 			}
 		})
