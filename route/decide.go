@@ -50,10 +50,12 @@ type Input struct {
 	// (metadata.BaggageValue), the lane member LaneKey included. Nil for
 	// none.
 	Baggage Lookup
-	// Rand is a uniformly random number, one per call (math/rand/v2's
-	// Uint64): every random choice of the call (destination, mirror,
-	// delay, abort, ingress) is derived from it, independently. Tests pass
-	// fixed values.
+	// Rand is the call's random number: every random choice of the call
+	// (destination, mirror, delay, abort, ingress) is derived from it,
+	// independently, through a mixing function, so any value that differs
+	// from call to call will do (math/rand/v2's Uint64; the client passes
+	// the call's start time mixed with a salt, so that every attempt of a
+	// call draws the same). Tests pass fixed values.
 	Rand uint64
 }
 
