@@ -29,6 +29,7 @@ import (
 	"github.com/sluicerpc/sluice/discovery/static"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/retry"
 	"github.com/sluicerpc/sluice/route"
 	"github.com/sluicerpc/sluice/status"
 	"google.golang.org/grpc/codes"
@@ -223,7 +224,7 @@ func (c *Client) send(ctx context.Context, req, resp any) error {
 		// mirrored copy once, with the first attempt; its abort on each.
 		first := info.Attempt <= 1
 		if d.Delay > 0 && first {
-			if err := sleep(ctx, d.Delay); err != nil {
+			if err := retry.Sleep(ctx, d.Delay); err != nil {
 				return transport.ContextError(ctx, info)
 			}
 		}
@@ -314,18 +315,6 @@ func (c *Client) pick(ctx context.Context, info *callinfo.Info, p balancer.Picke
 func drop(res balancer.PickResult) {
 	if res.Done != nil {
 		res.Done(balancer.DoneInfo{Err: errNotUsed})
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

@@ -101,7 +101,7 @@ func New(cfg Config) (*Policy, error) {
 		cfg.Clock = systemClock{}
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = Sleep
 	}
 	if cfg.Budget == nil {
 		cfg.Budget = NewBudget(BudgetConfig{Clock: cfg.Clock})
@@ -120,7 +120,9 @@ func New(cfg Config) (*Policy, error) {
 	return p, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx ends with ctx.Err(): Config.Sleep's
+// default, and the client's wait for an injected delay.
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/discovery"
+	"github.com/sluicerpc/sluice/internal/stablehash"
 	"github.com/sluicerpc/sluice/status"
 )
 
@@ -710,19 +711,7 @@ func mix(x uint64) uint64 {
 // every process, on every platform and in every version, so a value lands
 // on the same subset and lane everywhere; a value at fraction f of the
 // uint64 range falls in the destination whose cumulative weights span f.
-func Hash(value string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(value); i++ {
-		h ^= uint64(value[i])
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
+func Hash(value string) uint64 { return stablehash.String(value) }
 
 // odds is a probability as a threshold on uniform uint64 draws.
 type odds struct {

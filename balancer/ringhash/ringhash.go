@@ -31,6 +31,7 @@ import (
 
 	"github.com/sluicerpc/sluice/balancer"
 	"github.com/sluicerpc/sluice/discovery"
+	"github.com/sluicerpc/sluice/internal/stablehash"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/status"
 	"google.golang.org/grpc/codes"
@@ -118,9 +119,9 @@ func (b *Builder) Build(instances []discovery.Instance) balancer.Picker {
 	mask := uint64(1)<<shift - 1
 	ring := make([]uint64, 0, total)
 	for i := range instances {
-		h := hashString(instances[i].Addr)
+		h := stablehash.String(instances[i].Addr)
 		for j := 0; j < counts[i]; j++ {
-			ring = append(ring, mix(h+uint64(j+1)*0x9e3779b97f4a7c15)&^mask|uint64(i))
+			ring = append(ring, stablehash.Mix(h+uint64(j+1)*0x9e3779b97f4a7c15)&^mask|uint64(i))
 		}
 	}
 	slices.Sort(ring)
@@ -154,7 +155,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	var h uint64
 	if v, ok := value(info.Ctx, p.key); ok {
-		h = hashString(v)
+		h = stablehash.String(v)
 	} else {
 		h = rand.Uint64()
 	}
@@ -180,25 +181,4 @@ func value(ctx context.Context, key string) (string, bool) {
 		return "", false
 	}
 	return metadata.OutgoingValue(ctx, key)
-}
-
-// hashString is FNV-1a 64 of s, finished with mix so that strings that
-// differ only in their last bytes land far apart.
-func hashString(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return mix(h)
-}
-
-// mix is the murmur3 64-bit finalizer.
-func mix(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
 }
