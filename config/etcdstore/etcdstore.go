@@ -397,60 +397,42 @@ func (w *watcher) advance(rev int64) {
 
 // apply folds one watch response into the snapshot. etcd sends all events
 // of a revision (one transaction) in one response, so a transaction is
-// applied whole.
+// applied whole. A response may hold several revisions: each is applied
+// in turn, so that every value is checked and a bad one reported even when
+// a later revision in the response replaces it; subscribers see the last.
 func (w *watcher) apply(events []*clientv3.Event) {
-	// A response may hold several revisions, so one key may change more
-	// than once: the last event of each key is the one that counts.
-	type change struct {
-		doc     config.Document
-		deleted bool
+	snap, rev := w.snap, int64(0)
+	for len(events) > 0 {
+		n := 1
+		for n < len(events) && events[n].Kv.ModRevision == events[0].Kv.ModRevision {
+			n++
+		}
+		rev = max(rev, events[0].Kv.ModRevision)
+		put, del := w.changes(events[:n])
+		next, rejected := snap.Update(rev, put, del)
+		w.s.reject(rejected)
+		snap, events = next, events[n:]
 	}
-	last := map[config.Key]change{}
-	var order []config.Key
-	var rev int64
+	w.publish(snap)
+	w.advance(rev)
+}
+
+// changes returns what the events of one transaction put and delete,
+// leaving out values that are not valid documents (document reports them).
+func (w *watcher) changes(events []*clientv3.Event) (put []config.Document, del []config.Key) {
 	for _, ev := range events {
-		rev = max(rev, ev.Kv.ModRevision)
-		var k config.Key
-		var c change
 		switch ev.Type {
 		case clientv3.EventTypeDelete:
-			var ok bool
-			if k, ok = w.s.parseKey(string(ev.Kv.Key)); !ok {
-				continue
+			if k, ok := w.s.parseKey(string(ev.Kv.Key)); ok {
+				del = append(del, k)
 			}
-			c.deleted = true
 		case clientv3.EventTypePut:
-			var ok bool
-			if k, c.doc, ok = w.s.document(ev.Kv); !ok {
-				// Invalid: an earlier change of this key in the batch
-				// does not stand in for it either.
-				delete(last, k)
-				continue
+			if _, doc, ok := w.s.document(ev.Kv); ok {
+				put = append(put, doc)
 			}
-		default:
-			continue
-		}
-		if _, seen := last[k]; !seen {
-			order = append(order, k)
-		}
-		last[k] = c
-	}
-	var put []config.Document
-	var del []config.Key
-	for _, k := range order {
-		c, ok := last[k]
-		switch {
-		case !ok:
-		case c.deleted:
-			del = append(del, k)
-		default:
-			put = append(put, c.doc)
 		}
 	}
-	next, rejected := w.snap.Update(rev, put, del)
-	w.s.reject(rejected)
-	w.publish(next)
-	w.advance(rev)
+	return put, del
 }
 
 // resync replaces the snapshot with a full listing.
