@@ -143,14 +143,36 @@ func FromContext(ctx context.Context) *Info {
 type Carrier struct {
 	context.Context
 	Info Info
+	// Room is storage its maker allocated with the carrier for a
+	// middleware that would otherwise allocate its own with every call: a
+	// server or client given a tracing (server.WithTracing,
+	// client.WithTracing) keeps room for the call's span there (a
+	// *trace.ServerRoom or *trace.ClientRoom). RoomFromContext finds it;
+	// nil when there is none. What the room holds and who may take it
+	// are its type's business.
+	Room any
 }
+
+type roomKey struct{}
 
 // Value implements context.Context.
 func (c *Carrier) Value(k any) any {
-	if _, ok := k.(key); ok {
+	switch k.(type) {
+	case key:
 		return &c.Info
+	case roomKey:
+		return c.Room // nil included: an outer call's room is not this call's
 	}
 	return c.Context.Value(k)
+}
+
+// RoomFromContext returns the Room of the Carrier of the call ctx belongs
+// to (the nearest Carrier in the chain), or nil.
+func RoomFromContext(ctx context.Context) any {
+	if c, ok := ctx.(*Carrier); ok {
+		return c.Room
+	}
+	return ctx.Value(roomKey{})
 }
 
 type infoCtx struct {
@@ -159,8 +181,11 @@ type infoCtx struct {
 }
 
 func (c *infoCtx) Value(k any) any {
-	if _, ok := k.(key); ok {
+	switch k.(type) {
+	case key:
 		return c.info
+	case roomKey:
+		return nil // a call with an Info of its own has no room
 	}
 	return c.Context.Value(k)
 }

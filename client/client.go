@@ -29,6 +29,7 @@ import (
 	"github.com/sluicerpc/sluice/discovery/static"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
+	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/retry"
 	"github.com/sluicerpc/sluice/route"
 	"github.com/sluicerpc/sluice/status"
@@ -102,6 +103,9 @@ func New(target string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: empty target %q", target)
 	}
 	mws := o.middlewares
+	if t := o.tracing; t != nil {
+		mws = append([]endpoint.Middleware{t.Client()}, mws...)
+	}
 	if m := o.metrics; m != nil {
 		mws = append([]endpoint.Middleware{m.Client()}, mws...)
 		if !o.balancerSet {
@@ -159,6 +163,14 @@ type clientCall struct {
 	opts callOptions
 }
 
+// tracedCall is a clientCall with room for its span, which a client with
+// a Tracing (WithTracing) makes, so that the span costs no allocation of
+// its own.
+type tracedCall struct {
+	clientCall
+	span trace.ClientRoom
+}
+
 // Invoke implements Invoker: it calls method ("/pkg.Service/Method") with
 // req and decodes the reply into resp.
 func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts ...CallOption) error {
@@ -166,7 +178,14 @@ func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts 
 	if err != nil {
 		return err
 	}
-	cl := &clientCall{}
+	var cl *clientCall
+	if c.opts.tracing != nil {
+		tc := &tracedCall{}
+		tc.ctx.Room = &tc.span
+		cl = &tc.clientCall
+	} else {
+		cl = &clientCall{}
+	}
 	co := &cl.opts
 	for _, o := range opts {
 		o.apply(co)

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/observe/metrics"
+	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/policy"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
 	"github.com/sluicerpc/sluice/route"
@@ -39,6 +40,7 @@ type options struct {
 	etcdEndpoints  []string
 	policy         *policy.Table
 	metrics        *metrics.Metrics
+	tracing        *trace.Tracing
 	balancerSet    bool // WithBalancer was given
 	routes         *route.Table
 	caller         string
@@ -212,6 +214,19 @@ func WithPolicy(t *policy.Table) Option {
 // for breaker, retry, hedge and fallback counts. Default none.
 func WithMetrics(m *metrics.Metrics) Option {
 	return func(o *options) { o.metrics = m }
+}
+
+// WithTracing traces the client's calls with t: t.Client() runs right
+// inside the metrics middleware (WithMetrics) and outside every
+// WithMiddleware and WithPolicy middleware, so a call has one client
+// span whatever its attempts, and the client makes each call with room
+// for its span (trace.ClientRoom), so that a call the sampler drops costs
+// no allocation of its own. (Installing t.Client() with WithMiddleware
+// traces the same, one allocation dearer per call, and where the
+// middlewares put it: inside a retry policy, a span per attempt.)
+// Default none.
+func WithTracing(t *trace.Tracing) Option {
+	return func(o *options) { o.tracing = t }
 }
 
 // WithRoutes routes the client's calls by the RouteRule and Lane documents

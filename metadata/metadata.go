@@ -335,12 +335,32 @@ func NewIncomingContext(ctx context.Context, md MD) context.Context {
 // a buffer the caller reuses once this returns: a frame a server has read
 // them from, say.
 func NewIncomingContextWithTrace(ctx context.Context, md MD, traceparent, tracestate string) context.Context {
+	return NewIncomingContextIn(nil, ctx, md, traceparent, tracestate)
+}
+
+// TraceRoom is room for the incoming context of one call, which a server
+// allocates together with the call: NewIncomingContextIn makes the context
+// of a call that carried a traceparent and no other metadata (the common
+// case of a traced call) there, rather than in an allocation of its own.
+// The zero TraceRoom is ready; it serves one call.
+type TraceRoom struct{ c traceCtx }
+
+// NewIncomingContextIn is NewIncomingContextWithTrace with room for the
+// context of the common case; room nil allocates it, as
+// NewIncomingContextWithTrace does. A room must be used once only.
+func NewIncomingContextIn(room *TraceRoom, ctx context.Context, md MD, traceparent, tracestate string) context.Context {
 	if traceparent == "" && tracestate == "" {
 		return NewIncomingContext(ctx, md)
 	}
 	if md == nil && tracestate == "" && len(traceparent) <= traceparentLen {
 		// The common case, a call that carried a traceparent only.
-		t := &traceCtx{Context: ctx}
+		var t *traceCtx
+		if room != nil {
+			t = &room.c
+		} else {
+			t = &traceCtx{}
+		}
+		t.Context = ctx
 		t.n = uint8(copy(t.buf[:], traceparent))
 		return t
 	}

@@ -117,37 +117,74 @@ func TestIncomingWithTrace(t *testing.T) {
 			metadata.MD{"traceparent": {tp, "second"}}},
 		{"no trace context", metadata.MD{"x-tenant": {"acme"}}, "", "", metadata.MD{"x-tenant": {"acme"}}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before := tc.md.Copy()
-			ctx := metadata.NewIncomingContextWithTrace(context.Background(), tc.md, tc.tp, tc.ts)
-			got, ok := metadata.FromIncoming(ctx)
-			if !ok || !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("FromIncoming = %v, %v; want %v", got, ok, tc.want)
+		for _, room := range []bool{false, true} {
+			name := tc.name
+			if room {
+				name += " in a room"
 			}
-			if again, _ := metadata.FromIncoming(ctx); reflect.ValueOf(again).Pointer() != reflect.ValueOf(got).Pointer() {
-				t.Error("FromIncoming made a second MD")
-			}
-			for k, vs := range tc.want {
-				if v, ok := metadata.IncomingValue(ctx, strings.ToUpper(k)); !ok || v != vs[0] {
-					t.Errorf("IncomingValue(%s) = %q, %v; want %q", k, v, ok, vs[0])
+			t.Run(name, func(t *testing.T) {
+				before := tc.md.Copy()
+				var ctx context.Context
+				if room {
+					ctx = metadata.NewIncomingContextIn(&metadata.TraceRoom{}, context.Background(), tc.md, tc.tp, tc.ts)
+				} else {
+					ctx = metadata.NewIncomingContextWithTrace(context.Background(), tc.md, tc.tp, tc.ts)
 				}
+				got, ok := metadata.FromIncoming(ctx)
+				if !ok || !reflect.DeepEqual(got, tc.want) {
+					t.Fatalf("FromIncoming = %v, %v; want %v", got, ok, tc.want)
+				}
+				if again, _ := metadata.FromIncoming(ctx); reflect.ValueOf(again).Pointer() != reflect.ValueOf(got).Pointer() {
+					t.Error("FromIncoming made a second MD")
+				}
+				for k, vs := range tc.want {
+					if v, ok := metadata.IncomingValue(ctx, strings.ToUpper(k)); !ok || v != vs[0] {
+						t.Errorf("IncomingValue(%s) = %q, %v; want %q", k, v, ok, vs[0])
+					}
+				}
+				if gotTP, gotTS := metadata.IncomingTraceContext(ctx); gotTP != tc.want.Value(metadata.KeyTraceparent) || gotTS != tc.want.Value(metadata.KeyTracestate) {
+					t.Errorf("IncomingTraceContext = %q, %q; want %q, %q", gotTP, gotTS, tc.want.Value(metadata.KeyTraceparent), tc.want.Value(metadata.KeyTracestate))
+				}
+				if v, ok := metadata.IncomingValue(ctx, "x-absent"); ok || v != "" {
+					t.Errorf("IncomingValue(x-absent) = %q, %v", v, ok)
+				}
+				if !reflect.DeepEqual(tc.md.Copy(), before) {
+					t.Errorf("md changed: %v, was %v", tc.md, before)
+				}
+				if n := testing.AllocsPerRun(100, func() {
+					metadata.IncomingValue(ctx, metadata.KeyTraceparent)
+					metadata.IncomingTraceContext(ctx)
+				}); n != 0 {
+					t.Errorf("IncomingValue and IncomingTraceContext allocate %v times", n)
+				}
+			})
+		}
+	}
+}
+
+// TestTraceRoom: the context of a call that carried a traceparent only is
+// made in the room, without an allocation; without a room it takes one.
+func TestTraceRoom(t *testing.T) {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	const runs = 100
+	for _, room := range []bool{true, false} {
+		rooms := make([]metadata.TraceRoom, runs+1) // AllocsPerRun calls once more
+		n := 0
+		var ctx context.Context
+		allocs := testing.AllocsPerRun(runs, func() {
+			var r *metadata.TraceRoom
+			if room {
+				r = &rooms[n]
 			}
-			if gotTP, gotTS := metadata.IncomingTraceContext(ctx); gotTP != tc.want.Value(metadata.KeyTraceparent) || gotTS != tc.want.Value(metadata.KeyTracestate) {
-				t.Errorf("IncomingTraceContext = %q, %q; want %q, %q", gotTP, gotTS, tc.want.Value(metadata.KeyTraceparent), tc.want.Value(metadata.KeyTracestate))
-			}
-			if v, ok := metadata.IncomingValue(ctx, "x-absent"); ok || v != "" {
-				t.Errorf("IncomingValue(x-absent) = %q, %v", v, ok)
-			}
-			if !reflect.DeepEqual(tc.md.Copy(), before) {
-				t.Errorf("md changed: %v, was %v", tc.md, before)
-			}
-			if n := testing.AllocsPerRun(100, func() {
-				metadata.IncomingValue(ctx, metadata.KeyTraceparent)
-				metadata.IncomingTraceContext(ctx)
-			}); n != 0 {
-				t.Errorf("IncomingValue and IncomingTraceContext allocate %v times", n)
-			}
+			n++
+			ctx = metadata.NewIncomingContextIn(r, context.Background(), nil, tp, "")
 		})
+		if want := map[bool]float64{true: 0, false: 1}[room]; allocs != want {
+			t.Errorf("room %v: %v allocations, want %v", room, allocs, want)
+		}
+		if got, _ := metadata.IncomingTraceContext(ctx); got != tp {
+			t.Errorf("room %v: traceparent %q, want %q", room, got, tp)
+		}
 	}
 }
 

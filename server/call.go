@@ -10,6 +10,7 @@ import (
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/metadata"
+	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/status"
 	"google.golang.org/grpc/codes"
 )
@@ -25,10 +26,29 @@ type call struct {
 	// timeout is the caller's remaining time as the wire said it; zero
 	// when the caller sent none (or the parent context already carries it).
 	timeout time.Duration
+	in      *metadata.TraceRoom // room for the incoming context; nil: none
 }
 
-func newCall(parent context.Context, m *method, protocol, peer string) *call {
-	cl := &call{m: m}
+// tracedCall is a call with room for its tracing, which a server with a
+// Tracing (WithTracing) makes: its incoming trace context and its span,
+// in the call's one allocation.
+type tracedCall struct {
+	call
+	in   metadata.TraceRoom
+	span trace.ServerRoom
+}
+
+// newCall makes a call to m, with room for its tracing when s traces.
+func (s *Server) newCall(parent context.Context, m *method, protocol, peer string) *call {
+	var cl *call
+	if s.opts.tracing != nil {
+		tc := &tracedCall{}
+		cl = &tc.call
+		cl.in, cl.ctx.Room = &tc.in, &tc.span
+	} else {
+		cl = &call{}
+	}
+	cl.m = m
 	cl.ctx.Context = parent
 	info := &cl.ctx.Info
 	info.Side = callinfo.Server
@@ -48,7 +68,7 @@ func newCall(parent context.Context, m *method, protocol, peer string) *call {
 func (cl *call) setIncoming(md metadata.MD, traceparent, tracestate string) {
 	cl.ctx.Info.Metadata = md
 	if md != nil || traceparent != "" || tracestate != "" {
-		cl.ctx.Context = metadata.NewIncomingContextWithTrace(cl.ctx.Context, md, traceparent, tracestate)
+		cl.ctx.Context = metadata.NewIncomingContextIn(cl.in, cl.ctx.Context, md, traceparent, tracestate)
 	}
 }
 

@@ -124,7 +124,7 @@ func (c *conn) serve(frame []byte, h *ttheader.Header, buf *[]byte) bool {
 		return c.writeReply(h, buf, seq, m.name, p.Type, nil, err, nil, c.fr.Buffered())
 	}
 
-	cl := newCall(c.ctx, m, "ttheader", c.peer)
+	cl := c.srv.newCall(c.ctx, m, "ttheader", c.peer)
 	info := &cl.ctx.Info
 	info.ReceivedBytes = len(p.Body)
 	for i := range h.Ints {

@@ -104,7 +104,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 
 	// r's context ends when the client goes away, and when the server
 	// stops: the HTTP server's BaseContext is s.ctx.
-	cl := newCall(r.Context(), m, "connect", r.RemoteAddr)
+	cl := s.newCall(r.Context(), m, "connect", r.RemoteAddr)
 	info := &cl.ctx.Info
 	cl.setIncomingSplit(md)
 	info.Attempt = attempt

@@ -84,7 +84,7 @@ func (s *Server) grpcHandler(m *method) func(any, context.Context, func(any) err
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			addr = p.Addr.String()
 		}
-		cl := newCall(ctx, m, "grpc", addr)
+		cl := s.newCall(ctx, m, "grpc", addr)
 		cl.ctx.Info.ReceivedBytes = sproto.Size(req)
 		if md, ok := grpcmd.FromIncomingContext(ctx); ok {
 			if v := md[ttheader.KeyAttempt]; len(v) > 0 {

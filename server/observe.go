@@ -41,6 +41,7 @@ func WithMetrics(m *metrics.Metrics) Option {
 				return o.metrics.Server()(next)
 			}
 			o.middlewares = append([]endpoint.Middleware{mw}, o.middlewares...)
+			o.metricsSlot = true
 		}
 		o.metrics = m
 	}

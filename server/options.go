@@ -10,6 +10,7 @@ import (
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/internal/transport"
 	"github.com/sluicerpc/sluice/observe/metrics"
+	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/protocol/ttheader"
 	"google.golang.org/grpc"
 )
@@ -30,6 +31,8 @@ type options struct {
 	instance     discovery.Instance
 	regGrace     time.Duration
 	metrics      *metrics.Metrics // WithMetrics; nil: off
+	metricsSlot  bool             // WithMetrics has put its slot first in middlewares
+	tracing      *trace.Tracing   // WithTracing; nil: off
 	adminAddr    string           // WithAdminAddr; "": no admin listener
 }
 

@@ -10,7 +10,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/client"
+	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/examples/echo/echotest"
@@ -19,6 +21,7 @@ import (
 	"github.com/sluicerpc/sluice/server"
 	"github.com/sluicerpc/sluice/status"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 )
 
@@ -126,4 +129,73 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestWithTracingPlacement: WithTracing puts the tracing middleware
+// before every WithMiddleware one (after the metrics middleware) in any
+// order of the options, with room for each call's span; the last
+// WithTracing wins, and WithTracing(nil) turns tracing off.
+func TestWithTracingPlacement(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: 1}, Exporter: exp, Synchronous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Shutdown(context.Background())
+	tr, err := trace.New(trace.Config{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		span bool
+		room any
+	}
+	var (
+		mu  sync.Mutex
+		got seen
+	)
+	look := func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req, resp any) error {
+			mu.Lock()
+			got = seen{oteltrace.SpanContextFromContext(ctx).IsValid(), callinfo.RoomFromContext(ctx)}
+			mu.Unlock()
+			return next(ctx, req, resp)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		opts   []server.Option
+		traced bool
+	}{
+		{"tracing last", []server.Option{server.WithMiddleware(look), server.WithMetrics(newMetrics(t)), server.WithTracing(tr)}, true},
+		{"tracing first", []server.Option{server.WithTracing(tr), server.WithMiddleware(look), server.WithMetrics(newMetrics(t))}, true},
+		{"without metrics", []server.Option{server.WithMiddleware(look), server.WithTracing(tr)}, true},
+		{"turned off", []server.Option{server.WithTracing(tr), server.WithMiddleware(look), server.WithTracing(nil)}, false},
+		{"by middleware", []server.Option{server.WithMiddleware(tr.Server(), look)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exp.Reset()
+			addr := echotest.ServeWith(t, func(addr string) echopb.EchoServiceServer { return &echo.Service{ServedBy: addr} }, tc.opts...)
+			c, err := client.New(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := echopb.NewEchoServiceClient(c).Echo(context.Background(), &echopb.EchoRequest{Message: "hi"}); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got.span != tc.traced {
+				t.Errorf("the WithMiddleware middleware saw a span: %v, want %v", got.span, tc.traced)
+			}
+			_, room := got.room.(*trace.ServerRoom)
+			if wantRoom := tc.traced && tc.name != "by middleware"; room != wantRoom {
+				t.Errorf("the call has a span room: %v (%T), want %v", room, got.room, wantRoom)
+			}
+			if n, want := len(exp.GetSpans()), map[bool]int{true: 1, false: 0}[tc.traced]; n != want {
+				t.Errorf("%d spans exported, want %d", n, want)
+			}
+		})
+	}
 }

@@ -5,7 +5,8 @@
 //	logger := slog.New(log.Handler(slog.NewJSONHandler(os.Stderr, nil)))
 //	s := server.New(
 //		server.WithLogger(logger),
-//		server.WithMiddleware(tr.Server(), log.AccessLog(logger)),
+//		server.WithTracing(tr), // first in the chain
+//		server.WithMiddleware(log.AccessLog(logger)),
 //	)
 //
 // The access log is off unless its middleware is installed. With a JSON

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicerpc/sluice/breaker"
 	"github.com/sluicerpc/sluice/callinfo"
 	"github.com/sluicerpc/sluice/endpoint"
+	"github.com/sluicerpc/sluice/internal/runtimex"
 	"github.com/sluicerpc/sluice/status"
 )
 
@@ -478,7 +479,7 @@ func (s *side) okCount(i int) int { return cntBuckets + len(s.upper) + 1 + i }
 // A call adds to its method's counts twice (as it begins and as it
 // ends), and on a busy multi-core host fetching the cache line another
 // core wrote last costs more than the additions themselves. So the
-// counts are sharded, one shard per core as far as coreShard can tell,
+// counts are sharded, one shard per P (the scheduler's core: coreShard),
 // each on cache lines of its own; collecting sums the shards.
 // (Prometheus's own vectors would spread a call over half a dozen
 // objects, some sharing a line with what every core writes.)
@@ -540,13 +541,12 @@ type shards struct {
 // maxShards bounds the copies, and so the memory, of a set of counters.
 const maxShards = 64
 
-// newShards makes sets of width counters, about 4 per P (a power of two:
-// tokens beyond one per P, see coreShard, then mostly get a set of their
-// own).
+// newShards makes sets of width counters, one per P, rounded up to a
+// power of two (Ps added later share copies).
 func newShards(width int) shards {
 	const line = 64 / 8 // counters per cache line
 	n := 1
-	for n < 4*runtime.GOMAXPROCS(0) && n < maxShards {
+	for n < runtime.GOMAXPROCS(0) && n < maxShards {
 		n *= 2
 	}
 	stride := (width + line - 1) / line * line
@@ -572,26 +572,9 @@ func (s *shards) sum(i int) uint64 {
 	return n
 }
 
-// coreShard returns a number that stays the same for calls on one core
-// (a P, to the scheduler) and differs between cores as far as it can. A
-// sync.Pool keeps one private object per P: the token a goroutine takes
-// out and puts straight back is, almost always, its P's own. A token the
-// pool drops (at garbage collection) or hands to another P costs only
-// sharing a copy for a while, never a count.
-func coreShard() int {
-	t := coreTokens.Get().(*coreToken)
-	n := t.n
-	coreTokens.Put(t)
-	return n
-}
-
-type coreToken struct{ n int }
-
-var (
-	coreTokens = sync.Pool{New: func() any { return &coreToken{n: int(nextCoreToken.Add(1) - 1)} }}
-	// nextCoreToken numbers the tokens; it wraps around harmlessly.
-	nextCoreToken atomic.Uint32
-)
+// coreShard returns the id of the P (the scheduler's core) the caller
+// runs on, or did a moment ago: calls on one core add to one copy.
+func coreShard() int { return runtimex.P() }
 
 // Describe implements prometheus.Collector.
 func (s *side) Describe(ch chan<- *prometheus.Desc) {

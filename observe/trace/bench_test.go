@@ -156,13 +156,17 @@ func BenchmarkObservability(b *testing.B) {
 }
 
 // benchMiddleware runs d's middlewares after outerClient on the client
-// and after outerServer on the server.
+// and after outerServer on the server. Each call makes its call records
+// as the client and the server do: a carrier per side, with room for the
+// span (and the server's incoming trace context) when tracing, as
+// client.WithTracing and server.WithTracing make them.
 func benchMiddleware(b *testing.B, d design, fail bool, outer ...[]endpoint.Middleware) {
 	var cmw, smw []endpoint.Middleware
 	if len(outer) == 2 {
 		cmw, smw = outer[0], outer[1]
 	}
-	if d.build != nil {
+	traced := d.build != nil
+	if traced {
 		tr := d.build(b)
 		cmw, smw = append(cmw, tr.Client()), append(smw, tr.Server())
 	}
@@ -175,41 +179,81 @@ func benchMiddleware(b *testing.B, d design, fail bool, outer ...[]endpoint.Midd
 		return nil
 	}
 	srv := endpoint.Chain(smw...)(handler)
-	var (
-		sc    callinfo.Carrier
-		reply endpoint.Reply
-	)
-	// The calls' start times, as the framework sets them on both sides
-	// (read once here: the clock is the framework's cost, not tracing's).
+	// The calls' start and end times, as the framework sets them on both
+	// sides (read once here: the clock is the framework's cost, not
+	// tracing's).
 	start := time.Now()
+	end := start.Add(time.Millisecond)
 	wire := func(ctx context.Context, req, resp any) error {
-		sc.Context = context.Background()
-		sc.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1, Start: start}
-		var sctx context.Context = &sc
+		var (
+			sc *serverCall
+			in *metadata.TraceRoom
+		)
+		if traced {
+			t := &tracedServerCall{}
+			sc, in = &t.serverCall, &t.in
+			sc.c.Room = &t.span
+		} else {
+			sc = &serverCall{}
+		}
+		sc.c.Context = context.Background()
+		si := &sc.c.Info
+		si.Side, si.Service, si.Method, si.Protocol, si.Peer, si.Attempt, si.Start = callinfo.Server, echoService, "Echo", "ttheader", "127.0.0.1:5000", 1, start
 		// What a transport sends: the call info's trace context, else
 		// the outgoing metadata's; and what the native server makes of it.
+		info := callinfo.FromContext(ctx)
 		var tp string
-		if tc := callinfo.FromContext(ctx).Trace; tc != nil {
+		if tc := info.Trace; tc != nil {
 			tp = tc.Traceparent
 		} else {
 			tp, _ = metadata.OutgoingValue(ctx, trace.TraceparentKey)
 		}
 		if tp != "" {
-			sctx = metadata.NewIncomingContextWithTrace(sctx, nil, tp, "")
+			sc.c.Context = metadata.NewIncomingContextIn(in, sc.c.Context, nil, tp, "")
 		}
-		return srv(sctx, req, &reply)
+		err := srv(&sc.c, req, &sc.reply)
+		info.End = end
+		return err
 	}
 	cli := endpoint.Chain(cmw...)(wire)
-	var cc callinfo.Carrier
 	req := &echopb.EchoRequest{Message: "bench"}
 	b.ReportAllocs()
 	for b.Loop() {
+		var cc *callinfo.Carrier
+		if traced {
+			t := &tracedClientCall{}
+			cc = &t.c
+			cc.Room = &t.span
+		} else {
+			cc = &callinfo.Carrier{}
+		}
 		cc.Context = context.Background()
-		cc.Info = callinfo.Info{Side: callinfo.Client, Service: echoService, Method: "Echo", FullMethod: "/" + echoName, Protocol: "ttheader", Peer: "127.0.0.1:5000", Attempt: 1, Start: start}
-		if err := cli(&cc, req, nil); (err != nil) != fail {
+		ci := &cc.Info
+		ci.Side, ci.Service, ci.Method, ci.FullMethod, ci.Protocol, ci.Attempt, ci.Start = callinfo.Client, echoService, "Echo", "/"+echoName, "ttheader", 1, start
+		if err := cli(cc, req, nil); (err != nil) != fail {
 			b.Fatal(err)
 		}
 	}
+}
+
+// serverCall is a server's call record: its carrier and reply.
+type serverCall struct {
+	c     callinfo.Carrier
+	reply endpoint.Reply
+}
+
+// tracedServerCall is serverCall with the room server.WithTracing gives.
+type tracedServerCall struct {
+	serverCall
+	in   metadata.TraceRoom
+	span trace.ServerRoom
+}
+
+// tracedClientCall is a client's call record with the room
+// client.WithTracing gives.
+type tracedClientCall struct {
+	c    callinfo.Carrier
+	span trace.ClientRoom
 }
 
 // BenchmarkCall is one echo over loopback with the middlewares on both
@@ -222,8 +266,8 @@ func BenchmarkCall(b *testing.B) {
 			var copts []client.Option
 			if d.build != nil {
 				tr := d.build(b)
-				sopts = append(sopts, server.WithMiddleware(tr.Server()))
-				copts = append(copts, client.WithMiddleware(tr.Client()))
+				sopts = append(sopts, server.WithTracing(tr))
+				copts = append(copts, client.WithTracing(tr))
 			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

@@ -8,8 +8,16 @@
 //	defer tp.Shutdown(ctx)
 //	tr, err := trace.New(trace.Config{TracerProvider: tp})
 //	if err != nil { ... }
-//	s := server.New(server.WithMiddleware(tr.Server()))
-//	c, err := client.New(addr, client.WithMiddleware(tr.Client()))
+//	s := server.New(server.WithTracing(tr))
+//	c, err := client.New(addr, client.WithTracing(tr))
+//
+// server.WithTracing and client.WithTracing install the middlewares
+// (Tracing.Server, Tracing.Client) first in the chain, after metrics, and
+// make each call with room for its span (ServerRoom, ClientRoom), so that
+// a call whose span the sampler drops, the common case, costs the tracing
+// no allocation. The middlewares also work on their own, with
+// WithMiddleware, wherever they are put; the span and its context then
+// take an allocation per call.
 //
 // # Spans
 //

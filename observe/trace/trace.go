@@ -224,8 +224,9 @@ func (t *Tracing) beginClient(c *call, ctx context.Context) context.Context {
 	}
 	// The common case, a span the sampler drops: it, its context and the
 	// traceparent the transports send (see callinfo.Info.Trace) in one
-	// allocation, the ids only in the traceparent.
-	s := &clientSpanCtx{}
+	// allocation (the call's own, when it has room), the ids only in the
+	// traceparent.
+	s := clientRoom(ctx).take()
 	s.Context, s.span.spanBase = ctx, &t.base
 	putTraceparent(&s.span.traceparent, &ids)
 	// The bytes do not change again: the string may share them.
@@ -296,8 +297,8 @@ func (t *Tracing) beginServer(c *call, ctx context.Context, first *atomic.Pointe
 		return t.startServerUnder(c, ctx, name, &p, &ids, sampled)
 	}
 	// The common case, a span the sampler drops: it and its context in
-	// one allocation.
-	s := &spanCtx{}
+	// one allocation (the call's own, when it has room).
+	s := serverRoom(ctx).take()
 	s.Context, s.span.spanBase, s.span.ts, s.span.ids = ctx, &t.base, p.ts, ids
 	c.span = &s.span
 	return s
@@ -373,6 +374,50 @@ func (t *Tracing) started(ctx context.Context, parent oteltrace.SpanContext, nam
 		ctx = t.withRemote(ctx, parent)
 	}
 	return t.tracer.Start(&presetContext{Context: ctx, sc: sc}, name, opts...)
+}
+
+// ServerRoom is room for the span of one server call, which a server
+// given a Tracing (server.WithTracing) allocates together with the call
+// and puts in the call's carrier (callinfo.Carrier.Room): the Tracing's
+// server middleware makes a span the sampler drops, and its context,
+// there rather than in an allocation of their own. The zero ServerRoom is
+// ready; it serves one call, and the first middleware to take it.
+type ServerRoom struct{ r room[spanCtx] }
+
+// ClientRoom is ServerRoom for a client call (client.WithTracing).
+type ClientRoom struct{ r room[clientSpanCtx] }
+
+// room holds one T for the first taker.
+type room[T any] struct {
+	taken atomic.Bool
+	v     T
+}
+
+// take returns the room's T, or a new one when there is no room (r nil)
+// or another took it.
+func (r *room[T]) take() *T {
+	if r == nil || !r.taken.CompareAndSwap(false, true) {
+		return new(T)
+	}
+	return &r.v
+}
+
+// serverRoom returns the room the call of ctx has for its server span,
+// or nil.
+func serverRoom(ctx context.Context) *room[spanCtx] {
+	if r, _ := callinfo.RoomFromContext(ctx).(*ServerRoom); r != nil {
+		return &r.r
+	}
+	return nil
+}
+
+// clientRoom returns the room the call of ctx has for its client span,
+// or nil.
+func clientRoom(ctx context.Context) *room[clientSpanCtx] {
+	if r, _ := callinfo.RoomFromContext(ctx).(*ClientRoom); r != nil {
+		return &r.r
+	}
+	return nil
 }
 
 // clientSpanCtx is the context of a client call the sampler dropped on

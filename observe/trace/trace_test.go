@@ -67,20 +67,26 @@ type rigConfig struct {
 	trace    trace.Config
 	protocol client.Protocol
 	server   []endpoint.Middleware // after the tracing middleware
-	client   []endpoint.Middleware // before the tracing middleware
 	noClient bool                  // no tracing middleware on the client
-	sdkPath  bool                  // hide the *Provider: every span goes through the SDK
+	path     path
 }
 
 // sdkOnly hides a *trace.Provider from trace.New, which then takes the
 // SDK path instead of the fast path.
 type sdkOnly struct{ oteltrace.TracerProvider }
 
-// paths runs a test on the fast path and on the SDK path: both must
-// trace alike.
-func paths(t *testing.T, test func(t *testing.T, sdkPath bool)) {
-	t.Run("fast", func(t *testing.T) { test(t, false) })
-	t.Run("sdk", func(t *testing.T) { test(t, true) })
+// path is how a test traces its calls: with a *Provider (the fast path)
+// or through the SDK (sdk), and with the middlewares installed by
+// WithMiddleware or by server.WithTracing and client.WithTracing
+// (options: the calls then have room for their spans).
+type path struct{ sdk, options bool }
+
+// paths runs a test on the fast path, on the fast path with the tracing
+// options, and on the SDK path: all must trace alike.
+func paths(t *testing.T, test func(t *testing.T, p path)) {
+	t.Run("fast", func(t *testing.T) { test(t, path{}) })
+	t.Run("fast-options", func(t *testing.T) { test(t, path{options: true}) })
+	t.Run("sdk", func(t *testing.T) { test(t, path{sdk: true}) })
 }
 
 func newRig(t *testing.T, rc rigConfig) *rig {
@@ -93,7 +99,7 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	t.Cleanup(func() { tp.Shutdown(context.Background()) })
 	cfg := rc.trace
 	cfg.TracerProvider = tp
-	if rc.sdkPath {
+	if rc.path.sdk {
 		cfg.TracerProvider = sdkOnly{tp}
 	}
 	tr, err := trace.New(cfg)
@@ -105,19 +111,27 @@ func newRig(t *testing.T, rc rigConfig) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := server.New(
-		server.WithLogger(slog.New(slog.DiscardHandler)),
-		server.WithMiddleware(append([]endpoint.Middleware{tr.Server()}, rc.server...)...),
-	)
+	sopts := []server.Option{server.WithLogger(slog.New(slog.DiscardHandler))}
+	if rc.path.options {
+		// Given last, still first in the chain.
+		sopts = append(sopts, server.WithMiddleware(rc.server...), server.WithTracing(tr))
+	} else {
+		sopts = append(sopts, server.WithMiddleware(append([]endpoint.Middleware{tr.Server()}, rc.server...)...))
+	}
+	s := server.New(sopts...)
 	echopb.RegisterEchoServiceServer(s, steered{})
 	go s.Serve(ln)
 	t.Cleanup(s.Stop)
 
-	mws := rc.client
-	if !rc.noClient {
-		mws = append(mws, tr.Client())
+	copts := []client.Option{client.WithProtocol(rc.protocol)}
+	switch {
+	case rc.noClient:
+	case rc.path.options:
+		copts = append(copts, client.WithTracing(tr))
+	default:
+		copts = append(copts, client.WithMiddleware(tr.Client()))
 	}
-	c, err := client.New(ln.Addr().String(), client.WithProtocol(rc.protocol), client.WithMiddleware(mws...))
+	c, err := client.New(ln.Addr().String(), copts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +212,10 @@ var protocols = []struct {
 // every protocol: one trace, the server span a child of the client span,
 // the client span a child of the caller's, and the attributes.
 func TestSpans(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
+	paths(t, func(t *testing.T, p path) {
 		for _, pc := range protocols {
 			t.Run(pc.p.String(), func(t *testing.T) {
-				r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, protocol: pc.p, sdkPath: sdkPath})
+				r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, protocol: pc.p, path: p})
 				ctx, caller := r.tp.Tracer("test").Start(context.Background(), "caller")
 				resp, err := r.echo.Echo(ctx, &echopb.EchoRequest{Message: "hi"})
 				caller.End()
@@ -257,7 +271,7 @@ func TestSpans(t *testing.T) {
 
 // TestAttributeSets checks the current and dual semantic conventions.
 func TestAttributeSets(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
+	paths(t, func(t *testing.T, p path) {
 		for _, tc := range []struct {
 			set  trace.Attributes
 			want map[string]any
@@ -272,7 +286,7 @@ func TestAttributeSets(t *testing.T) {
 				"rpc.connect_rpc.error_code": "not_found",
 			}},
 		} {
-			r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, trace: trace.Config{Attributes: tc.set}, protocol: client.Connect, sdkPath: sdkPath})
+			r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, trace: trace.Config{Attributes: tc.set}, protocol: client.Connect, path: p})
 			_, err := r.echo.Echo(context.Background(), &echopb.EchoRequest{Message: "err:NotFound"})
 			if status.Code(err) != codes.NotFound {
 				t.Fatalf("err %v, want NotFound", err)
@@ -291,7 +305,7 @@ func TestAttributeSets(t *testing.T) {
 // TestErrorStatus: a client span is an error for every code but OK; a
 // server span only for the codes that mean the server failed.
 func TestErrorStatus(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
+	paths(t, func(t *testing.T, p path) {
 		for _, tc := range []struct {
 			msg         string
 			code        codes.Code
@@ -304,7 +318,7 @@ func TestErrorStatus(t *testing.T) {
 			{"err:InvalidArgument", codes.InvalidArgument, false},
 		} {
 			t.Run(tc.msg, func(t *testing.T) {
-				r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, sdkPath: sdkPath})
+				r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, path: p})
 				_, err := r.echo.Echo(context.Background(), &echopb.EchoRequest{Message: tc.msg})
 				if status.Code(err) != tc.code {
 					t.Fatalf("err %v, want %v", err, tc.code)
@@ -330,8 +344,8 @@ func TestErrorStatus(t *testing.T) {
 // the same, client and server spans linked as a sampled call's are, and a
 // successful call is not.
 func TestErrorCapture(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
-		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, sdkPath: sdkPath})
+	paths(t, func(t *testing.T, p path) {
+		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, path: p})
 		ctx := context.Background()
 		resp, err := r.echo.Echo(ctx, &echopb.EchoRequest{Message: "ok"})
 		if err != nil {
@@ -384,8 +398,8 @@ func TestErrorCapture(t *testing.T) {
 // TestErrorCaptureChild: under an unsampled caller span, a failed call's
 // captured span keeps the caller as its parent.
 func TestErrorCaptureChild(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
-		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, sdkPath: sdkPath})
+	paths(t, func(t *testing.T, p path) {
+		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, path: p})
 		ctx, caller := r.tp.Tracer("test").Start(context.Background(), "caller")
 		defer caller.End()
 		if caller.SpanContext().IsSampled() {
@@ -406,8 +420,8 @@ func TestErrorCaptureChild(t *testing.T) {
 }
 
 func TestErrorCaptureDisabled(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
-		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, trace: trace.Config{DisableErrorCapture: true}, sdkPath: sdkPath})
+	paths(t, func(t *testing.T, p path) {
+		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, trace: trace.Config{DisableErrorCapture: true}, path: p})
 		if _, err := r.echo.Echo(context.Background(), &echopb.EchoRequest{Message: "err:Unavailable"}); err == nil {
 			t.Fatal("no error")
 		}
@@ -419,8 +433,8 @@ func TestErrorCaptureDisabled(t *testing.T) {
 
 // TestAlways: a forced method is sampled under an unsampled caller too.
 func TestAlways(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
-		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1, Always: []string{"/" + echoName}}, sdkPath: sdkPath})
+	paths(t, func(t *testing.T, p path) {
+		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1, Always: []string{"/" + echoName}}, path: p})
 		ctx, caller := r.tp.Tracer("test").Start(context.Background(), "caller")
 		defer caller.End()
 		resp, err := r.echo.Echo(ctx, &echopb.EchoRequest{Message: "ok"})
@@ -439,9 +453,9 @@ func TestAlways(t *testing.T) {
 
 // TestGenericPropagator runs the propagator's own Inject and Extract.
 func TestGenericPropagator(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
+	paths(t, func(t *testing.T, p path) {
 		prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, trace: trace.Config{Propagator: prop}, protocol: client.GRPC, sdkPath: sdkPath})
+		r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, trace: trace.Config{Propagator: prop}, protocol: client.GRPC, path: p})
 		if _, err := r.echo.Echo(context.Background(), &echopb.EchoRequest{Message: "hi"}); err != nil {
 			t.Fatal(err)
 		}
@@ -456,9 +470,9 @@ func TestGenericPropagator(t *testing.T) {
 // metadata (a proxy forwarding what it received) gives way to the client
 // span's.
 func TestForwardedTraceparent(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
+	paths(t, func(t *testing.T, pa path) {
 		for _, p := range []client.Protocol{client.Native, client.GRPC, client.Connect} {
-			r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, sdkPath: sdkPath, protocol: p})
+			r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: 1}, path: pa, protocol: p})
 			stale := "00-11111111111111111111111111111111-2222222222222222-01"
 			ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs(trace.TraceparentKey, stale, trace.TracestateKey, "stale=1", "x-keep", "yes"))
 			resp, err := r.echo.Echo(ctx, &echopb.EchoRequest{Message: "hi"})
@@ -480,7 +494,7 @@ func TestForwardedTraceparent(t *testing.T) {
 // context to the transports in the call info, not in the outgoing
 // metadata, and puts back what the call info had when the call returns.
 func TestClientTraceContext(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
+	paths(t, func(t *testing.T, p path) {
 		for _, ratio := range []float64{1, -1} {
 			tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: ratio}})
 			if err != nil {
@@ -488,7 +502,7 @@ func TestClientTraceContext(t *testing.T) {
 			}
 			defer tp.Shutdown(context.Background())
 			cfg := trace.Config{TracerProvider: tp}
-			if sdkPath {
+			if p.sdk {
 				cfg.TracerProvider = sdkOnly{tp}
 			}
 			tr, err := trace.New(cfg)
@@ -531,7 +545,7 @@ func TestClientTraceContext(t *testing.T) {
 // TestRequireContext: calls without trace context are rejected with a
 // message that says why; traced calls pass, sampled or not.
 func TestRequireContext(t *testing.T) {
-	paths(t, func(t *testing.T, sdkPath bool) {
+	paths(t, func(t *testing.T, p path) {
 		for _, tc := range []struct {
 			name        string
 			traced      bool
@@ -547,7 +561,7 @@ func TestRequireContext(t *testing.T) {
 			{"valid by hand", false, "00-11111111111111111111111111111111-2222222222222222-00", codes.OK, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, server: []endpoint.Middleware{trace.RequireContext()}, noClient: !tc.traced, sdkPath: sdkPath})
+				r := newRig(t, rigConfig{sampler: trace.SamplerConfig{Ratio: -1}, server: []endpoint.Middleware{trace.RequireContext()}, noClient: !tc.traced, path: p})
 				ctx := context.Background()
 				if tc.traceparent != "" {
 					ctx = metadata.AppendToOutgoing(ctx, trace.TraceparentKey, tc.traceparent)

@@ -181,7 +181,7 @@ var hexPairs = func() (t [256][2]byte) {
 // trace (trace-context enforcement is off unless this middleware is in the
 // chain):
 //
-//	server.New(server.WithMiddleware(tr.Server(), trace.RequireContext()))
+//	server.New(server.WithTracing(tr), server.WithMiddleware(trace.RequireContext()))
 //
 // After Tracing.Server, a rejected call still gets a server span (a root,
 // since its caller sent no context); before it, it gets none.

@@ -34,7 +34,6 @@ import (
 
 	"github.com/sluicerpc/sluice/discovery"
 	"github.com/sluicerpc/sluice/discovery/etcd"
-	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/observe/log"
@@ -155,15 +154,13 @@ func observability(f flags, logOut io.Writer) ([]server.Option, func(), error) {
 		shutdown()
 		return nil, nil, err
 	}
-	mws := []endpoint.Middleware{tr.Server()}
-	var opts []server.Option
+	opts := []server.Option{server.WithTracing(tr)} // first in the chain: the access log sees the span
 	if f.accessLog {
 		logger := slog.New(log.Handler(slog.NewJSONHandler(logOut, nil)))
 		slog.SetDefault(logger)
-		mws = append(mws, log.AccessLog(logger))
-		opts = append(opts, server.WithLogger(logger))
+		opts = append(opts, server.WithMiddleware(log.AccessLog(logger)), server.WithLogger(logger))
 	}
-	return append(opts, server.WithMiddleware(mws...)), shutdown, nil
+	return opts, shutdown, nil
 }
 
 // parseLabels parses "k=v,k2=v2".

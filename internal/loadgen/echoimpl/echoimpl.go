@@ -86,7 +86,8 @@ func GovernanceImpl() loadgen.Impl {
 // ObservabilityImpl returns the "sluice+observability" row: the "sluice"
 // row with Prometheus metrics on both sides (one registry each) and
 // OpenTelemetry tracing at the default 1% ratio (spans kept in memory and
-// dropped; no exporter), the tracing middleware outermost on both sides.
+// dropped; no exporter), installed with server.WithTracing and
+// client.WithTracing (metrics outermost, then tracing, on both sides).
 func ObservabilityImpl() loadgen.Impl {
 	return loadgen.Impl{Name: "sluice+observability", Start: func(payload []byte) (func(context.Context) error, func(), error) {
 		tp, err := trace.NewProvider(trace.ProviderConfig{})
@@ -106,13 +107,13 @@ func ObservabilityImpl() loadgen.Impl {
 			return nil, nil, err
 		}
 		call, stop, err := withServer(payload, func(addr string) (echoFunc, func(), error) {
-			c, err := client.New(addr, client.WithMiddleware(tr.Client()), client.WithMetrics(cm))
+			c, err := client.New(addr, client.WithTracing(tr), client.WithMetrics(cm))
 			if err != nil {
 				return nil, nil, err
 			}
 			cl := echopb.NewEchoServiceClient(c)
 			return cl.Echo, func() { c.Close() }, nil
-		}, server.WithMiddleware(tr.Server()), server.WithMetrics(sm))
+		}, server.WithTracing(tr), server.WithMetrics(sm))
 		if err != nil {
 			return nil, nil, err
 		}
