@@ -86,7 +86,7 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 		only     = fs.String("impl", "all", "comma-separated implementations to run, or all")
 		jsonPath = fs.String("json", "", "also write the results as JSON to this file")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
-		rounds   = fs.Int("rounds", 1, "run the implementations this many times, each round starting one row later, and report each row's median-QPS run")
+		rounds   = fs.Int("rounds", 1, "run the implementations this many times, each round starting one row later; report each row's median-QPS run, and each ratio as the median of the rounds' ratios")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,6 +129,7 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "rpcbench: c=%d size=%d d=%v warmup=%v GOMAXPROCS=%d %s\n",
 		*conc, *size, *dur, *warmup, rep.GOMAXPROCS, rep.GoVersion)
 	runs := map[string][]loadgen.Result{}
+	byRound := make([][]loadgen.Result, *rounds)
 	for r := 0; r < *rounds; r++ {
 		for i := range selected {
 			impl := selected[(i+r)%len(selected)]
@@ -146,6 +147,7 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 					res.Name, res.Errors, res.Calls+res.Errors, res.FirstError)
 			}
 			runs[impl.Name] = append(runs[impl.Name], res)
+			byRound[r] = append(byRound[r], res)
 			runtime.GC()
 		}
 	}
@@ -156,7 +158,7 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 	}
 
 	loadgen.PrintTable(stdout, rep.Results)
-	for _, line := range ratioLines(rep.Results) {
+	for _, line := range ratioLines(byRound) {
 		fmt.Fprintln(stdout, line)
 	}
 	if *jsonPath != "" {
@@ -209,33 +211,51 @@ func selectImpls(all []loadgen.Impl, list string) ([]loadgen.Impl, error) {
 	return out, nil
 }
 
-// ratioLines returns the two closing lines: sluice against grpc (QPS, p99
-// latency and CPU per call) and against rawtcp (QPS). A missing row or a
-// zero denominator prints n/a.
-func ratioLines(rs []loadgen.Result) []string {
-	find := func(name string) *loadgen.Result {
-		i := slices.IndexFunc(rs, func(r loadgen.Result) bool { return r.Name == name })
-		if i < 0 {
-			return nil
-		}
-		return &rs[i]
-	}
-	s, g, raw, sg := find("sluice"), find("grpc"), find("rawtcp"), find("sluice-grpc")
-	gov, obs := find("sluice+governance"), find("sluice+observability")
-	ratio := func(num, den *loadgen.Result, field func(*loadgen.Result) float64) string {
-		if num == nil || den == nil || field(den) == 0 {
-			return "n/a"
-		}
-		return fmt.Sprintf("%.2f", field(num)/field(den))
-	}
+// ratioLines returns the closing ratio lines from the results of each
+// round: sluice against grpc (QPS, p99 latency and CPU per call), against
+// rawtcp (QPS), and the rows that add to sluice against it. Each ratio is
+// the median, over the rounds that ran both rows, of that round's ratio:
+// the two runs of a round are seconds apart, so a ratio within a round
+// compares the rows under the same machine load, where a ratio of the
+// rows' medians may take them from different rounds (on a shared machine
+// the load moves QPS by more than the differences measured). A missing
+// row or a zero denominator prints n/a.
+func ratioLines(rounds [][]loadgen.Result) []string {
 	qps := func(r *loadgen.Result) float64 { return r.QPS }
 	p99 := func(r *loadgen.Result) float64 { return float64(r.P99) }
 	cpu := func(r *loadgen.Result) float64 { return float64(r.CPUPerCall) }
-	return []string{
-		fmt.Sprintf("ratio sluice-grpc/grpc qps=%s", ratio(sg, g, qps)),
-		fmt.Sprintf("ratio sluice/grpc qps=%s p99=%s cpu=%s", ratio(s, g, qps), ratio(s, g, p99), ratio(s, g, cpu)),
-		fmt.Sprintf("ratio sluice/rawtcp qps=%s", ratio(s, raw, qps)),
-		fmt.Sprintf("ratio sluice+governance/sluice qps=%s", ratio(gov, s, qps)),
-		fmt.Sprintf("ratio sluice+observability/sluice qps=%s", ratio(obs, s, qps)),
+	ratio := func(num, den string, field func(*loadgen.Result) float64) string {
+		var rs []float64
+		for _, round := range rounds {
+			n, d := find(round, num), find(round, den)
+			if n != nil && d != nil && field(d) != 0 {
+				rs = append(rs, field(n)/field(d))
+			}
+		}
+		if len(rs) == 0 {
+			return "n/a"
+		}
+		slices.Sort(rs)
+		m := rs[len(rs)/2]
+		if len(rs)%2 == 0 {
+			m = (rs[len(rs)/2-1] + m) / 2
+		}
+		return fmt.Sprintf("%.2f", m)
 	}
+	return []string{
+		fmt.Sprintf("ratio sluice-grpc/grpc qps=%s", ratio("sluice-grpc", "grpc", qps)),
+		fmt.Sprintf("ratio sluice/grpc qps=%s p99=%s cpu=%s", ratio("sluice", "grpc", qps), ratio("sluice", "grpc", p99), ratio("sluice", "grpc", cpu)),
+		fmt.Sprintf("ratio sluice/rawtcp qps=%s", ratio("sluice", "rawtcp", qps)),
+		fmt.Sprintf("ratio sluice+governance/sluice qps=%s", ratio("sluice+governance", "sluice", qps)),
+		fmt.Sprintf("ratio sluice+observability/sluice qps=%s", ratio("sluice+observability", "sluice", qps)),
+	}
+}
+
+// find returns the result of the row named name, or nil.
+func find(rs []loadgen.Result, name string) *loadgen.Result {
+	i := slices.IndexFunc(rs, func(r loadgen.Result) bool { return r.Name == name })
+	if i < 0 {
+		return nil
+	}
+	return &rs[i]
 }

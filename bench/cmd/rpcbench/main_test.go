@@ -68,8 +68,35 @@ func TestRatioLines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ratioLines(tt.rs); !slices.Equal(got, tt.want) {
+			if got := ratioLines([][]loadgen.Result{tt.rs}); !slices.Equal(got, tt.want) {
 				t.Errorf("ratioLines =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRatioLinesRounds: with several rounds a ratio is the median of the
+// rounds' own ratios, not the ratio of the rows' medians; a round that
+// lacks a row does not count.
+func TestRatioLinesRounds(t *testing.T) {
+	round := func(s, obs float64) []loadgen.Result {
+		return []loadgen.Result{{Name: "sluice", QPS: s}, {Name: "sluice+observability", QPS: obs}}
+	}
+	for _, tt := range []struct {
+		name   string
+		rounds [][]loadgen.Result
+		want   string
+	}{
+		// The rows' medians (100 and 60) would give 0.60.
+		{"odd", [][]loadgen.Result{round(100, 60), round(200, 190), round(50, 48)}, "0.95"},
+		{"even: the middle two's mean", [][]loadgen.Result{round(100, 60), round(200, 190), round(50, 48), round(100, 80)}, "0.88"},
+		{"a round without the row", [][]loadgen.Result{round(100, 90), {{Name: "sluice", QPS: 100}}, round(100, 94)}, "0.92"},
+		{"no round with both", [][]loadgen.Result{{{Name: "sluice", QPS: 100}}, {{Name: "sluice+observability", QPS: 90}}}, "n/a"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ratioLines(tt.rounds)
+			if want := "ratio sluice+observability/sluice qps=" + tt.want; got[len(got)-1] != want {
+				t.Errorf("%q, want %q", got[len(got)-1], want)
 			}
 		})
 	}
