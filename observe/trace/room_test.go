@@ -29,74 +29,62 @@ func TestRoomsAllocateNothing(t *testing.T) {
 	tr := dropAll(t)
 	const runs = 100
 	ok := func(context.Context, any, any) error { return nil }
-
-	t.Run("server", func(t *testing.T) {
-		srv := tr.Server()(ok)
-		type call struct {
-			c    callinfo.Carrier
-			in   metadata.TraceRoom
-			span trace.ServerRoom
-		}
+	var sent string
+	cli := tr.Client()(func(ctx context.Context, _, _ any) error {
+		sent = callinfo.FromContext(ctx).Trace.Traceparent
+		return nil
+	})
+	for _, side := range []struct {
+		name string
+		ep   endpoint.Endpoint
+		call func(room bool) context.Context // a fresh call record
+	}{
+		{"server", tr.Server()(ok), func(room bool) context.Context {
+			c := &struct {
+				c    callinfo.Carrier
+				in   metadata.TraceRoom
+				span trace.ServerRoom
+			}{}
+			c.c.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Attempt: 1}
+			c.c.Context = metadata.NewIncomingContextIn(&c.in, context.Background(), nil, parentTP, "")
+			if room {
+				c.c.Room = &c.span
+			}
+			return &c.c
+		}},
+		{"client", cli, func(room bool) context.Context {
+			c := &struct {
+				c    callinfo.Carrier
+				span trace.ClientRoom
+			}{}
+			c.c.Context = context.Background()
+			c.c.Info = callinfo.Info{Side: callinfo.Client, Service: echoService, Method: "Echo", FullMethod: "/" + echoName, Attempt: 1}
+			if room {
+				c.c.Room = &c.span
+			}
+			return &c.c
+		}},
+	} {
 		for _, room := range []bool{true, false} {
-			calls := make([]call, runs+1) // AllocsPerRun calls once more
+			calls := make([]context.Context, runs+1) // AllocsPerRun calls once more
 			for i := range calls {
-				c := &calls[i]
-				c.c.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Attempt: 1}
-				c.c.Context = metadata.NewIncomingContextIn(&c.in, context.Background(), nil, parentTP, "")
-				if room {
-					c.c.Room = &c.span
-				}
+				calls[i] = side.call(room)
 			}
 			n := 0
 			allocs := testing.AllocsPerRun(runs, func() {
-				c := &calls[n]
 				n++
-				if err := srv(&c.c, nil, nil); err != nil {
+				if err := side.ep(calls[n-1], nil, nil); err != nil {
 					t.Fatal(err)
 				}
 			})
 			if want := map[bool]float64{true: 0, false: 1}[room]; allocs != want {
-				t.Errorf("server call, room %v: %v allocations, want %v", room, allocs, want)
+				t.Errorf("%s call, room %v: %v allocations, want %v", side.name, room, allocs, want)
 			}
 		}
-	})
-
-	t.Run("client", func(t *testing.T) {
-		var sent string
-		cli := tr.Client()(func(ctx context.Context, _, _ any) error {
-			sent = callinfo.FromContext(ctx).Trace.Traceparent
-			return nil
-		})
-		type call struct {
-			c    callinfo.Carrier
-			span trace.ClientRoom
-		}
-		for _, room := range []bool{true, false} {
-			calls := make([]call, runs+1)
-			for i := range calls {
-				c := &calls[i]
-				c.c.Context = context.Background()
-				c.c.Info = callinfo.Info{Side: callinfo.Client, Service: echoService, Method: "Echo", FullMethod: "/" + echoName, Attempt: 1}
-				if room {
-					c.c.Room = &c.span
-				}
-			}
-			n := 0
-			allocs := testing.AllocsPerRun(runs, func() {
-				c := &calls[n]
-				n++
-				if err := cli(&c.c, nil, nil); err != nil {
-					t.Fatal(err)
-				}
-			})
-			if want := map[bool]float64{true: 0, false: 1}[room]; allocs != want {
-				t.Errorf("client call, room %v: %v allocations, want %v", room, allocs, want)
-			}
-			if len(sent) != len(parentTP) {
-				t.Errorf("client call, room %v: sent traceparent %q", room, sent)
-			}
-		}
-	})
+	}
+	if len(sent) != len(parentTP) {
+		t.Errorf("the client sent the traceparent %q", sent)
+	}
 }
 
 // TestRoomTakenOnce: a second tracing middleware on the same call (a
