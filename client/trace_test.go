@@ -11,11 +11,11 @@ import (
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/examples/echo/echotest"
+	"github.com/sluicerpc/sluice/internal/tracingtest"
 	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/policy"
 	"github.com/sluicerpc/sluice/server"
 	"github.com/sluicerpc/sluice/status"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 )
@@ -24,16 +24,7 @@ import (
 // the policy's retries and the WithMiddleware middlewares (which see the
 // span), with room for the span in each call.
 func TestWithTracing(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: 1}, Exporter: exp, Synchronous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Shutdown(context.Background())
-	tr, err := trace.New(trace.Config{TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, exp := tracingtest.New(t, trace.SamplerConfig{Ratio: 1})
 	pt, err := policy.NewTable([]policy.TrafficPolicy{{Service: echopb.EchoService_ServiceName, Rules: policy.Rules{Retries: &policy.Retries{MaxAttempts: 3}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicerpc/sluice/examples/echo"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
 	"github.com/sluicerpc/sluice/examples/echo/echotest"
+	"github.com/sluicerpc/sluice/internal/tracingtest"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/server"
@@ -71,16 +72,10 @@ func TestPanicLogCarriesTrace(t *testing.T) {
 		var mu sync.Mutex
 		logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
 		opts := []server.Option{server.WithLogger(logger)}
-		exp := tracetest.NewInMemoryExporter()
+		exp := tracetest.NewInMemoryExporter() // stays empty untraced
 		if traced {
-			tp, err := trace.NewProvider(trace.ProviderConfig{Exporter: exp, Synchronous: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr, err := trace.New(trace.Config{TracerProvider: tp})
-			if err != nil {
-				t.Fatal(err)
-			}
+			var tr *trace.Tracing
+			tr, exp = tracingtest.New(t, trace.SamplerConfig{})
 			opts = append(opts, server.WithMiddleware(tr.Server()))
 		}
 		f := start(t, opts...)
@@ -136,16 +131,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // order of the options, with room for each call's span; the last
 // WithTracing wins, and WithTracing(nil) turns tracing off.
 func TestWithTracingPlacement(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: trace.SamplerConfig{Ratio: 1}, Exporter: exp, Synchronous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Shutdown(context.Background())
-	tr, err := trace.New(trace.Config{TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, exp := tracingtest.New(t, trace.SamplerConfig{Ratio: 1})
 	type seen struct {
 		span bool
 		room any

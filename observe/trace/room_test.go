@@ -40,11 +40,7 @@ func TestRoomsAllocateNothing(t *testing.T) {
 		call func(room bool) context.Context // a fresh call record
 	}{
 		{"server", tr.Server()(ok), func(room bool) context.Context {
-			c := &struct {
-				c    callinfo.Carrier
-				in   metadata.TraceRoom
-				span trace.ServerRoom
-			}{}
+			c := &tracedServerCall{}
 			c.c.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Attempt: 1}
 			c.c.Context = metadata.NewIncomingContextIn(&c.in, context.Background(), nil, parentTP, "")
 			if room {
@@ -53,10 +49,7 @@ func TestRoomsAllocateNothing(t *testing.T) {
 			return &c.c
 		}},
 		{"client", cli, func(room bool) context.Context {
-			c := &struct {
-				c    callinfo.Carrier
-				span trace.ClientRoom
-			}{}
+			c := &tracedClientCall{}
 			c.c.Context = context.Background()
 			c.c.Info = callinfo.Info{Side: callinfo.Client, Service: echoService, Method: "Echo", FullMethod: "/" + echoName, Attempt: 1}
 			if room {
@@ -108,11 +101,7 @@ func TestRoomTakenOnce(t *testing.T) {
 		}
 	}
 	srv := endpoint.Chain(outer.Server(), between, inner.Server())(handler)
-	var c struct {
-		c    callinfo.Carrier
-		in   metadata.TraceRoom
-		span trace.ServerRoom
-	}
+	var c tracedServerCall
 	c.c.Info = callinfo.Info{Side: callinfo.Server, Service: echoService, Method: "Echo", Attempt: 1}
 	c.c.Context = metadata.NewIncomingContextIn(&c.in, context.Background(), nil, parentTP, "")
 	c.c.Room = &c.span

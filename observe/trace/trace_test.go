@@ -14,6 +14,7 @@ import (
 	"github.com/sluicerpc/sluice/client"
 	"github.com/sluicerpc/sluice/endpoint"
 	"github.com/sluicerpc/sluice/examples/echo/echopb"
+	"github.com/sluicerpc/sluice/internal/tracingtest"
 	"github.com/sluicerpc/sluice/metadata"
 	"github.com/sluicerpc/sluice/observe/trace"
 	"github.com/sluicerpc/sluice/server"
@@ -91,12 +92,7 @@ func paths(t *testing.T, test func(t *testing.T, p path)) {
 
 func newRig(t *testing.T, rc rigConfig) *rig {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp, err := trace.NewProvider(trace.ProviderConfig{Sampler: rc.sampler, Exporter: exp, Synchronous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	tp, exp := tracingtest.Provider(t, rc.sampler)
 	cfg := rc.trace
 	cfg.TracerProvider = tp
 	if rc.path.sdk {
