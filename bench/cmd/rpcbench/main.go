@@ -86,7 +86,7 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 		only     = fs.String("impl", "all", "comma-separated implementations to run, or all")
 		jsonPath = fs.String("json", "", "also write the results as JSON to this file")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
-		rounds   = fs.Int("rounds", 1, "run the implementations this many times, each round starting one row later; report each row's median-QPS run, and each ratio as the median of the rounds' ratios")
+		rounds   = fs.Int("rounds", 1, "run the implementations this many times, each round starting one row later; report each row's median-QPS run, and each ratio as the median of the rounds' ratios (from 3 rounds, stderr shows their spread)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -161,6 +161,9 @@ func run(args []string, all []loadgen.Impl, stdout, stderr io.Writer) error {
 	for _, line := range ratioLines(byRound) {
 		fmt.Fprintln(stdout, line)
 	}
+	for _, line := range spreadLines(byRound) {
+		fmt.Fprintln(stderr, line)
+	}
 	if *jsonPath != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
@@ -221,26 +224,12 @@ func selectImpls(all []loadgen.Impl, list string) ([]loadgen.Impl, error) {
 // the load moves QPS by more than the differences measured). A missing
 // row or a zero denominator prints n/a.
 func ratioLines(rounds [][]loadgen.Result) []string {
-	qps := func(r *loadgen.Result) float64 { return r.QPS }
-	p99 := func(r *loadgen.Result) float64 { return float64(r.P99) }
-	cpu := func(r *loadgen.Result) float64 { return float64(r.CPUPerCall) }
 	ratio := func(num, den string, field func(*loadgen.Result) float64) string {
-		var rs []float64
-		for _, round := range rounds {
-			n, d := find(round, num), find(round, den)
-			if n != nil && d != nil && field(d) != 0 {
-				rs = append(rs, field(n)/field(d))
-			}
-		}
+		rs := pairedRatios(rounds, num, den, field)
 		if len(rs) == 0 {
 			return "n/a"
 		}
-		slices.Sort(rs)
-		m := rs[len(rs)/2]
-		if len(rs)%2 == 0 {
-			m = (rs[len(rs)/2-1] + m) / 2
-		}
-		return fmt.Sprintf("%.2f", m)
+		return fmt.Sprintf("%.2f", quantile(rs, 0.5))
 	}
 	return []string{
 		fmt.Sprintf("ratio sluice-grpc/grpc qps=%s", ratio("sluice-grpc", "grpc", qps)),
@@ -249,6 +238,55 @@ func ratioLines(rounds [][]loadgen.Result) []string {
 		fmt.Sprintf("ratio sluice+governance/sluice qps=%s", ratio("sluice+governance", "sluice", qps)),
 		fmt.Sprintf("ratio sluice+observability/sluice qps=%s", ratio("sluice+observability", "sluice", qps)),
 	}
+}
+
+// spreadLines returns, for each QPS ratio of a row that adds to sluice and
+// ran in at least three rounds, how its rounds' own ratios spread: the
+// least, the quartiles and the greatest. The median alone hides how far
+// one round lands from the next on a shared machine, and so how much a
+// difference between two medians can mean.
+func spreadLines(rounds [][]loadgen.Result) []string {
+	var out []string
+	for _, row := range []string{"sluice+governance", "sluice+observability"} {
+		rs := pairedRatios(rounds, row, "sluice", qps)
+		if len(rs) < 3 {
+			continue
+		}
+		q := func(p float64) float64 { return quantile(rs, p) }
+		out = append(out, fmt.Sprintf("rpcbench: ratio %s/sluice qps over %d rounds: min %.2f, quartiles %.2f %.2f %.2f, max %.2f",
+			row, len(rs), rs[0], q(0.25), q(0.5), q(0.75), rs[len(rs)-1]))
+	}
+	return out
+}
+
+// The fields ratios are taken of.
+func qps(r *loadgen.Result) float64 { return r.QPS }
+func p99(r *loadgen.Result) float64 { return float64(r.P99) }
+func cpu(r *loadgen.Result) float64 { return float64(r.CPUPerCall) }
+
+// pairedRatios returns, sorted, each round's ratio of field for the rows
+// num and den, over the rounds that ran both with a non-zero den.
+func pairedRatios(rounds [][]loadgen.Result, num, den string, field func(*loadgen.Result) float64) []float64 {
+	var rs []float64
+	for _, round := range rounds {
+		n, d := find(round, num), find(round, den)
+		if n != nil && d != nil && field(d) != 0 {
+			rs = append(rs, field(n)/field(d))
+		}
+	}
+	slices.Sort(rs)
+	return rs
+}
+
+// quantile returns the p quantile of sorted, non-empty xs, interpolating
+// linearly between the closest ranks.
+func quantile(xs []float64, p float64) float64 {
+	pos := p * float64(len(xs)-1)
+	i := int(pos)
+	if i >= len(xs)-1 {
+		return xs[len(xs)-1]
+	}
+	return xs[i] + (pos-float64(i))*(xs[i+1]-xs[i])
 }
 
 // find returns the result of the row named name, or nil.

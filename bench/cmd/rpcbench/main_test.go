@@ -102,6 +102,39 @@ func TestRatioLinesRounds(t *testing.T) {
 	}
 }
 
+func TestSpreadLines(t *testing.T) {
+	round := func(s, gov, obs float64) []loadgen.Result {
+		return []loadgen.Result{{Name: "sluice", QPS: s}, {Name: "sluice+governance", QPS: gov}, {Name: "sluice+observability", QPS: obs}}
+	}
+	// Observability's ratios: 0.5, 0.8, 0.9, 0.95, 1.0; governance ran in
+	// two rounds only.
+	rounds := [][]loadgen.Result{
+		round(100, 90, 95), round(200, 0, 100), round(100, 96, 80),
+		{{Name: "sluice", QPS: 100}, {Name: "sluice+observability", QPS: 100}},
+		{{Name: "sluice", QPS: 100}, {Name: "sluice+observability", QPS: 90}},
+	}
+	got := spreadLines(rounds)
+	want := []string{
+		"rpcbench: ratio sluice+governance/sluice qps over 3 rounds: min 0.00, quartiles 0.45 0.90 0.93, max 0.96",
+		"rpcbench: ratio sluice+observability/sluice qps over 5 rounds: min 0.50, quartiles 0.80 0.90 0.95, max 1.00",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("spreadLines =\n%q\nwant\n%q", got, want)
+	}
+	if got := spreadLines(rounds[:2]); len(got) != 0 {
+		t.Errorf("two rounds: %q, want no spread lines", got)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	xs := []float64{1, 2, 4, 8}
+	for p, want := range map[float64]float64{0: 1, 0.5: 3, 1: 8, 0.25: 1.75, 0.75: 5} {
+		if got := quantile(xs, p); got != want {
+			t.Errorf("quantile(%v, %v) = %v, want %v", xs, p, got, want)
+		}
+	}
+}
+
 func TestSelectImpls(t *testing.T) {
 	all := []loadgen.Impl{{Name: "sluice"}, {Name: "grpc"}, {Name: "rawtcp"}}
 	names := func(is []loadgen.Impl) string {
