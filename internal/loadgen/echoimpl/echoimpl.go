@@ -89,35 +89,57 @@ func GovernanceImpl() loadgen.Impl {
 // dropped; no exporter), installed with server.WithTracing and
 // client.WithTracing (metrics outermost, then tracing, on both sides).
 func ObservabilityImpl() loadgen.Impl {
-	return loadgen.Impl{Name: "sluice+observability", Start: func(payload []byte) (func(context.Context) error, func(), error) {
-		tp, err := trace.NewProvider(trace.ProviderConfig{})
-		if err != nil {
-			return nil, nil, err
+	return ObservabilityPartsImpl("sluice+observability", true, true)
+}
+
+// ObservabilityPartsImpl returns ObservabilityImpl's row, named name, with
+// only the metrics or only the tracing on when the other is false: what
+// each costs alone (BenchmarkRows).
+func ObservabilityPartsImpl(name string, withMetrics, withTracing bool) loadgen.Impl {
+	return loadgen.Impl{Name: name, Start: func(payload []byte) (func(context.Context) error, func(), error) {
+		var (
+			copts    []client.Option
+			sopts    []server.Option
+			shutdown = func() {}
+		)
+		if withTracing {
+			tp, err := trace.NewProvider(trace.ProviderConfig{})
+			if err != nil {
+				return nil, nil, err
+			}
+			tr, err := trace.New(trace.Config{TracerProvider: tp})
+			if err != nil {
+				return nil, nil, err
+			}
+			copts = append(copts, client.WithTracing(tr))
+			sopts = append(sopts, server.WithTracing(tr))
+			shutdown = func() { tp.Shutdown(context.Background()) }
 		}
-		tr, err := trace.New(trace.Config{TracerProvider: tp})
-		if err != nil {
-			return nil, nil, err
-		}
-		sm, err := metrics.New(metrics.Config{})
-		if err != nil {
-			return nil, nil, err
-		}
-		cm, err := metrics.New(metrics.Config{NoRuntimeMetrics: true})
-		if err != nil {
-			return nil, nil, err
+		if withMetrics {
+			sm, err := metrics.New(metrics.Config{})
+			if err != nil {
+				return nil, nil, err
+			}
+			cm, err := metrics.New(metrics.Config{NoRuntimeMetrics: true})
+			if err != nil {
+				return nil, nil, err
+			}
+			copts = append(copts, client.WithMetrics(cm))
+			sopts = append(sopts, server.WithMetrics(sm))
 		}
 		call, stop, err := withServer(payload, func(addr string) (echoFunc, func(), error) {
-			c, err := client.New(addr, client.WithTracing(tr), client.WithMetrics(cm))
+			c, err := client.New(addr, copts...)
 			if err != nil {
 				return nil, nil, err
 			}
 			cl := echopb.NewEchoServiceClient(c)
 			return cl.Echo, func() { c.Close() }, nil
-		}, server.WithTracing(tr), server.WithMetrics(sm))
+		}, sopts...)
 		if err != nil {
+			shutdown()
 			return nil, nil, err
 		}
-		return call, func() { stop(); tp.Shutdown(context.Background()) }, nil
+		return call, func() { stop(); shutdown() }, nil
 	}}
 }
 

@@ -21,11 +21,18 @@ func TestImpls(t *testing.T) {
 }
 
 // BenchmarkRows runs rpcbench's Sluice rows in process: 100 callers (50
-// per core), 1 KiB payloads. cpu-ns/op, the process's CPU time per call
-// (client and server), is the figure to compare on a busy machine;
-// allocs/op and B/op count both sides.
+// per core), 1 KiB payloads; and the observability row's two halves
+// alone. cpu-ns/op, the process's CPU time per call (client and server),
+// is the figure to compare on a busy machine; allocs/op and B/op count
+// both sides. Under valgrind --tool=callgrind (README, Performance), the
+// instructions per call are a meter that the machine's load does not move.
 func BenchmarkRows(b *testing.B) {
-	for _, impl := range []loadgen.Impl{echoimpl.Impl(), echoimpl.ObservabilityImpl()} {
+	for _, impl := range []loadgen.Impl{
+		echoimpl.Impl(),
+		echoimpl.ObservabilityImpl(),
+		echoimpl.ObservabilityPartsImpl("sluice+metrics", true, false),
+		echoimpl.ObservabilityPartsImpl("sluice+tracing", false, true),
+	} {
 		b.Run(impl.Name, func(b *testing.B) {
 			call, stop, err := impl.Start(bytes.Repeat([]byte{'x'}, 1024))
 			if err != nil {
