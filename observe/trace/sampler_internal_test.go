@@ -60,15 +60,7 @@ func TestUnsampledSpan(t *testing.T) {
 	if spanKey == nil {
 		t.Error("probeSpanKey found no key: the fast path makes two allocations per span")
 	}
-	tp, err := NewProvider(ProviderConfig{Sampler: SamplerConfig{Ratio: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Shutdown(context.Background())
-	tr, err := New(Config{TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp, tr := newTracing(t, ProviderConfig{Sampler: SamplerConfig{Ratio: -1}})
 	saved := spanKey
 	defer func() { spanKey = saved }()
 	begins := map[string]func(*call, context.Context) context.Context{
@@ -115,15 +107,7 @@ func TestUnsampledSpan(t *testing.T) {
 // tracestate, on the client (whose span context lives in the traceparent
 // it sends) and on the server (whose parent arrives in the metadata).
 func TestUnsampledSpanInherits(t *testing.T) {
-	tp, err := NewProvider(ProviderConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Shutdown(context.Background())
-	tr, err := New(Config{TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tr := newTracing(t, ProviderConfig{})
 	ts, err := oteltrace.ParseTraceState("vendor=abc,other=1")
 	if err != nil {
 		t.Fatal(err)
@@ -198,4 +182,20 @@ func TestCaptureRateDefault(t *testing.T) {
 			t.Errorf("ErrorCaptureRate %d: limit %d, want %d", tc.cfg, tr.limit.perSecond, tc.want)
 		}
 	}
+}
+
+// newTracing returns a provider made with cfg, which the test's cleanup
+// shuts down, and a Tracing on it.
+func newTracing(t *testing.T, cfg ProviderConfig) (*Provider, *Tracing) {
+	t.Helper()
+	tp, err := NewProvider(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	tr, err := New(Config{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp, tr
 }
